@@ -1,0 +1,1 @@
+"""Adapters: chatcore's ports implemented on real (and in-memory) technology."""

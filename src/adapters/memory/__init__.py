@@ -1,0 +1,28 @@
+"""In-memory implementations of every port: real, shipped, and fast.
+
+They keep the same semantics as the PostgreSQL adapter (per-user isolation,
+transactions that roll back unless committed, keyset ordering), which one
+contract test suite checks against both.
+"""
+
+from adapters.memory.events import InMemoryEventPublisher
+from adapters.memory.ratelimit import InMemoryRateLimiter
+from adapters.memory.store import (
+    InMemoryConversationRepository,
+    InMemoryMessageRepository,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+    InMemoryUnitOfWorkFactory,
+    InMemoryUsageRepository,
+)
+
+__all__ = [
+    "InMemoryConversationRepository",
+    "InMemoryEventPublisher",
+    "InMemoryMessageRepository",
+    "InMemoryRateLimiter",
+    "InMemoryStore",
+    "InMemoryUnitOfWork",
+    "InMemoryUnitOfWorkFactory",
+    "InMemoryUsageRepository",
+]

@@ -1,0 +1,224 @@
+"""The in-memory store and its unit of work."""
+
+from __future__ import annotations
+
+import bisect
+import builtins
+import copy
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+from uuid import UUID
+
+from chatcore.domain.conversation import Conversation
+from chatcore.domain.message import Message, UsageRecord
+from chatcore.pagination import PageRequest
+from chatcore.ports import ConversationFilter
+
+__all__ = [
+    "InMemoryConversationRepository",
+    "InMemoryMessageRepository",
+    "InMemoryStore",
+    "InMemoryUnitOfWork",
+    "InMemoryUnitOfWorkFactory",
+    "InMemoryUsageRepository",
+]
+
+
+class InMemoryStore:
+    """Committed state, shared by every unit of work made from the same factory."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[UUID, Conversation] = {}
+        self.messages: dict[UUID, Message] = {}
+        # Per conversation: (created_at, id) keys in ascending order, for ordered reads.
+        self.message_keys: dict[UUID, list[tuple[object, UUID]]] = {}
+        self.usage: dict[UUID, UsageRecord] = {}
+        self.commits = 0
+
+
+def _check_owner(user_id: UUID, owner: UUID) -> None:
+    # The database refuses such a row (row-level security WITH CHECK); so do we.
+    if owner != user_id:
+        raise PermissionError("row-level security: the row belongs to another user")
+
+
+class InMemoryConversationRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, conversation: Conversation) -> None:
+        _check_owner(self._uow.user_id, conversation.user_id)
+        if conversation.id in self._uow.store.conversations:
+            raise ValueError(f"conversation {conversation.id} exists")
+        self._uow.staged_conversations[conversation.id] = copy.deepcopy(conversation)
+
+    def _visible(self, conversation_id: UUID) -> Conversation | None:
+        found = self._uow.staged_conversations.get(conversation_id)
+        if found is None:
+            found = self._uow.store.conversations.get(conversation_id)
+        if found is None or found.user_id != self._uow.user_id:
+            return None
+        return found
+
+    async def get(self, conversation_id: UUID) -> Conversation | None:
+        found = self._visible(conversation_id)
+        return copy.deepcopy(found) if found else None
+
+    async def save(self, conversation: Conversation) -> None:
+        if self._visible(conversation.id) is None:
+            return  # like an UPDATE that row-level security hides: no row changes
+        _check_owner(self._uow.user_id, conversation.user_id)
+        self._uow.staged_conversations[conversation.id] = copy.deepcopy(conversation)
+
+    async def list(
+        self, where: ConversationFilter, page: PageRequest
+    ) -> builtins.list[Conversation]:
+        merged = {**self._uow.store.conversations, **self._uow.staged_conversations}
+        rows = [
+            c
+            for c in merged.values()
+            if c.user_id == self._uow.user_id
+            and c.status in where.statuses
+            and not c.is_deleted
+            and (where.context_type is None or c.context_type is where.context_type)
+        ]
+        rows.sort(key=lambda c: (c.updated_at, c.id), reverse=True)
+        if page.after is not None:
+            key = (page.after.at, page.after.id)
+            rows = [c for c in rows if (c.updated_at, c.id) < key]
+        else:
+            rows = rows[page.offset :]
+        return [copy.deepcopy(c) for c in rows[: page.limit]]
+
+
+class InMemoryMessageRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _ordered(self, conversation_id: UUID) -> builtins.list[Message]:
+        store = self._uow.store
+        keys = store.message_keys.get(conversation_id, [])
+        committed = [store.messages[mid] for _, mid in keys]
+        staged = [
+            m for m in self._uow.staged_messages.values() if m.conversation_id == conversation_id
+        ]
+        if staged:
+            overlay = {m.id: m for m in committed}
+            overlay.update({m.id: m for m in staged})
+            committed = sorted(overlay.values(), key=lambda m: (m.created_at, m.id))
+        return [m for m in committed if m.user_id == self._uow.user_id]
+
+    async def add(self, message: Message) -> None:
+        _check_owner(self._uow.user_id, message.user_id)
+        if message.id in self._uow.store.messages:
+            raise ValueError(f"message {message.id} exists")
+        self._uow.staged_messages[message.id] = copy.deepcopy(message)
+
+    def _visible(self, message_id: UUID) -> Message | None:
+        found = self._uow.staged_messages.get(message_id) or self._uow.store.messages.get(
+            message_id
+        )
+        if found is None or found.user_id != self._uow.user_id:
+            return None
+        return found
+
+    async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
+        found = self._visible(message_id)
+        if found is None or found.conversation_id != conversation_id:
+            return None
+        return copy.deepcopy(found)
+
+    async def save(self, message: Message) -> None:
+        if self._visible(message.id) is None:
+            return
+        self._uow.staged_messages[message.id] = copy.deepcopy(message)
+
+    async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
+        rows = self._ordered(conversation_id)
+        if page.after is not None:
+            key = (page.after.at, page.after.id)
+            start = bisect.bisect_right([(m.created_at, m.id) for m in rows], key)
+            rows = rows[start:]
+        else:
+            rows = rows[page.offset :]
+        return [copy.deepcopy(m) for m in rows[: page.limit]]
+
+    async def recent(self, conversation_id: UUID, limit: int) -> builtins.list[Message]:
+        rows = self._ordered(conversation_id)[-limit:] if limit > 0 else []
+        return [copy.deepcopy(m) for m in reversed(rows)]
+
+
+class InMemoryUsageRepository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, record: UsageRecord) -> None:
+        _check_owner(self._uow.user_id, record.user_id)
+        self._uow.staged_usage[record.id] = copy.deepcopy(record)
+
+    async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
+        wanted = set(message_ids)
+        merged = {**self._uow.store.usage, **self._uow.staged_usage}
+        return {
+            r.message_id: copy.deepcopy(r)
+            for r in merged.values()
+            if r.user_id == self._uow.user_id and r.message_id in wanted
+        }
+
+
+class InMemoryUnitOfWork:
+    """Stages writes and applies them all at once on :meth:`commit`."""
+
+    def __init__(self, store: InMemoryStore, user_id: UUID) -> None:
+        self.store = store
+        self.user_id = user_id
+        self.staged_conversations: dict[UUID, Conversation] = {}
+        self.staged_messages: dict[UUID, Message] = {}
+        self.staged_usage: dict[UUID, UsageRecord] = {}
+        self.conversations = InMemoryConversationRepository(self)
+        self.messages = InMemoryMessageRepository(self)
+        self.usage = InMemoryUsageRepository(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        self.staged_conversations.clear()
+        self.staged_messages.clear()
+        self.staged_usage.clear()
+
+    async def commit(self) -> None:
+        store = self.store
+        for message in self.staged_messages.values():
+            if message.conversation_id not in store.conversations and (
+                message.conversation_id not in self.staged_conversations
+            ):
+                raise ValueError("message of an unknown conversation")
+        store.conversations.update(self.staged_conversations)
+        for message in self.staged_messages.values():
+            if message.id not in store.messages:
+                keys = store.message_keys.setdefault(message.conversation_id, [])
+                bisect.insort(keys, (message.created_at, message.id))
+            store.messages[message.id] = message
+        store.usage.update(self.staged_usage)
+        store.commits += 1
+        self._discard()
+
+
+class InMemoryUnitOfWorkFactory:
+    """``factory(user_id)`` opens a unit of work on ``store`` for that user."""
+
+    def __init__(self, store: InMemoryStore | None = None) -> None:
+        self.store = store if store is not None else InMemoryStore()
+
+    def __call__(self, user_id: UUID) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store, user_id)

@@ -1,0 +1,5 @@
+"""Redis adapters: state shared by every replica."""
+
+from adapters.redis.ratelimit import RedisRateLimiter
+
+__all__ = ["RedisRateLimiter"]

@@ -1,0 +1,74 @@
+"""Messages and usage records."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+__all__ = ["Message", "MessageStatus", "SenderType", "Usage", "UsageRecord"]
+
+
+class SenderType(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class MessageStatus(enum.StrEnum):
+    """``streaming`` while an answer is produced; then ``complete``, ``cancelled`` or ``failed``."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(slots=True, kw_only=True)
+class Message:
+    """One message. Regenerated answers are siblings: same ``parent_message_id``.
+
+    ``metadata`` carries ``model``, ``finish_reason``, ``processing_time_ms`` and, for a
+    regeneration, ``regenerated_from``.
+    """
+
+    id: UUID
+    conversation_id: UUID
+    user_id: UUID
+    sender_type: SenderType
+    content: str
+    parent_message_id: UUID | None = None
+    status: MessageStatus = MessageStatus.COMPLETE
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Usage:
+    """Token counts and cost of one model answer (cost in USD credits)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    is_free_model: bool = True
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRecord:
+    """One row of the usage ledger: what one answer cost and how long it took."""
+
+    id: UUID
+    user_id: UUID
+    conversation_id: UUID
+    message_id: UUID
+    model_used: str
+    usage: Usage
+    processing_time_ms: int
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)

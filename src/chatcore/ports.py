@@ -1,0 +1,190 @@
+"""Ports: what the core needs from the world, as ``typing.Protocol``s.
+
+Adapters implement them without inheriting (``InMemoryConversationRepository``,
+``PostgresConversationRepository``, ``OfflineChatModel``...).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
+from chatcore.domain.message import Message, UsageRecord
+from chatcore.events import DomainEvent
+from chatcore.models import ChatReply, ChatRequest, StreamEvent
+from chatcore.pagination import PageRequest
+
+__all__ = [
+    "ChatModel",
+    "Clock",
+    "ConversationFilter",
+    "ConversationRepository",
+    "EventPublisher",
+    "MessageRepository",
+    "RateDecision",
+    "RateLimiter",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "UsageRepository",
+]
+
+
+class Clock(Protocol):
+    """The time. Injected so that tests and the fallback policy control it."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ConversationFilter:
+    """Which of the user's conversations a list returns; deleted ones never appear."""
+
+    statuses: frozenset[ConversationStatus] = frozenset({ConversationStatus.ACTIVE})
+    context_type: ContextType | None = None
+
+
+class ConversationRepository(Protocol):
+    """Conversations of the unit of work's user; another user's rows are invisible."""
+
+    async def add(self, conversation: Conversation) -> None:
+        """Insert a new conversation."""
+        ...
+
+    async def get(self, conversation_id: UUID) -> Conversation | None:
+        """The conversation, deleted ones included, or None when the user has no such row."""
+        ...
+
+    async def save(self, conversation: Conversation) -> None:
+        """Write back title, status, metadata, context data and ``updated_at``."""
+        ...
+
+    async def list(
+        self, where: ConversationFilter, page: PageRequest
+    ) -> builtins.list[Conversation]:
+        """Up to ``page.limit`` conversations, newest ``updated_at`` first (ties by id, desc).
+
+        With ``page.after``, only those strictly after that key in this order.
+        """
+        ...
+
+
+class MessageRepository(Protocol):
+    """Messages of the unit of work's user."""
+
+    async def add(self, message: Message) -> None:
+        """Insert a new message."""
+        ...
+
+    async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
+        """The message if it belongs to that conversation (and to the user)."""
+        ...
+
+    async def save(self, message: Message) -> None:
+        """Write back content, status and metadata."""
+        ...
+
+    async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
+        """Up to ``page.limit`` messages oldest first, ordered by ``(created_at, id)``."""
+        ...
+
+    async def recent(self, conversation_id: UUID, limit: int) -> builtins.list[Message]:
+        """The ``limit`` newest messages of the conversation, newest first."""
+        ...
+
+
+class UsageRepository(Protocol):
+    """The usage ledger: one row per model answer."""
+
+    async def add(self, record: UsageRecord) -> None:
+        """Append a record."""
+        ...
+
+    async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
+        """The records of these messages, by message id."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction on behalf of one user.
+
+    Rolls back on exit unless :meth:`commit` was called. Every repository it hands
+    out sees only ``user_id``'s rows.
+    """
+
+    @property
+    def user_id(self) -> UUID:
+        """The user every read and write is scoped to."""
+        ...
+
+    @property
+    def conversations(self) -> ConversationRepository: ...
+
+    @property
+    def messages(self) -> MessageRepository: ...
+
+    @property
+    def usage(self) -> UsageRepository: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None:
+        """Make the changes durable."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    """Opens a unit of work scoped to a user."""
+
+    def __call__(self, user_id: UUID) -> UnitOfWork: ...
+
+
+class ChatModel(Protocol):
+    """A language model that answers a prompt, whole or as a stream."""
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        """The whole answer. Raises :class:`chatcore.models.ModelError` on failure."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Deltas, then one :class:`StreamEnd`. Raises ``ModelError`` on failure."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class RateDecision:
+    """``allowed``, how many remain in the window, and when to retry (seconds) if refused."""
+
+    allowed: bool
+    remaining: int
+    retry_after: int = 0
+
+
+class RateLimiter(Protocol):
+    """A sliding-window counter per key."""
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> RateDecision:
+        """Count one event for ``key`` unless ``limit`` events already fell in the window."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Where domain events go after their transaction committed (logs, metrics, buses)."""
+
+    async def publish(self, event: DomainEvent) -> None:
+        """Deliver one event; must not raise for a failing subscriber."""
+        ...

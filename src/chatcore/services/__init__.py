@@ -1,0 +1,20 @@
+"""Use cases: what a user or another service can ask chatcore to do."""
+
+from chatcore.services.common import ChatSettings, Page
+from chatcore.services.conversations import (
+    ConversationService,
+    CreateConversation,
+    UpdateConversation,
+)
+from chatcore.services.messages import MessagePage, MessageService, SendResult
+
+__all__ = [
+    "ChatSettings",
+    "ConversationService",
+    "CreateConversation",
+    "MessagePage",
+    "MessageService",
+    "Page",
+    "SendResult",
+    "UpdateConversation",
+]

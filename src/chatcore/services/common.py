@@ -1,0 +1,52 @@
+"""Settings and helpers shared by the use cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from chatcore.domain.conversation import Conversation
+from chatcore.errors import NotFoundError
+from chatcore.ports import UnitOfWork
+
+__all__ = ["ChatSettings", "Page", "load_conversation"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ChatSettings:
+    """The core's configuration (the entrypoints read it from the environment).
+
+    Attributes:
+        language: default answer language, ``id`` or ``en``.
+        max_message_length: the most characters a user message may have.
+        history_token_budget: the most estimated tokens of a prompt.
+        max_tokens: the most tokens a model may answer with.
+        temperature: sampling temperature sent to the model.
+        history_window: how many recent messages are read to find the current branch.
+    """
+
+    language: str = "id"
+    max_message_length: int = 10_000
+    history_token_budget: int = 6_000
+    max_tokens: int = 1_000
+    temperature: float = 0.3
+    history_window: int = 200
+
+
+@dataclass(slots=True, frozen=True)
+class Page(Generic[T]):
+    """One page of a list; ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+async def load_conversation(uow: UnitOfWork, conversation_id: UUID) -> Conversation:
+    """The user's live conversation, or :class:`NotFoundError` (also for deleted ones)."""
+    conversation = await uow.conversations.get(conversation_id)
+    if conversation is None or conversation.is_deleted:
+        raise NotFoundError("conversation not found")
+    return conversation

@@ -1,0 +1,1 @@
+"""Entrypoints: the composition root, the HTTP app and the ``chatcore`` command."""

@@ -1,0 +1,173 @@
+"""Authentication: JWTs from the auth service, and internal service calls.
+
+Tokens are HS256 only, signed with ``JWT_SECRET``; ``exp``, ``iss``, ``aud`` and a UUID
+``id`` are required. Internal calls present ``X-Internal-Service: true`` and the
+right ``X-Service-Key`` and act for ``X-User-ID``; without the right key those
+headers are ignored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import jwt
+
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "Principal",
+    "issue_token",
+    "resolve_jwt_secret",
+]
+
+_ALGORITHM = "HS256"
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who is calling: the user, whether an admin, and whether via an internal service."""
+
+    user_id: UUID
+    is_admin: bool = False
+    email: str | None = None
+    internal: bool = False
+
+
+class AuthError(Exception):
+    """Authentication failed; ``code`` is ``UNAUTHORIZED``, ``TOKEN_EXPIRED`` or ``INVALID_TOKEN``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Authenticator:
+    """Turns request headers into a :class:`Principal` or an :class:`AuthError`."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        issuer: str,
+        audience: str,
+        internal_service_key: str | None = None,
+    ) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        self._service_key = internal_service_key.encode() if internal_service_key else None
+
+    def authenticate(
+        self,
+        authorization: str | None,
+        *,
+        internal_service: str | None = None,
+        service_key: str | None = None,
+        acting_user: str | None = None,
+    ) -> Principal:
+        internal = self._internal(internal_service, service_key, acting_user)
+        if internal is not None:
+            return internal
+        if not authorization:
+            raise AuthError("UNAUTHORIZED", "authentication required: send a Bearer token")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("INVALID_TOKEN", "the Authorization header must be 'Bearer <token>'")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("TOKEN_EXPIRED", "the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError("INVALID_TOKEN", f"invalid token: {exc}") from None
+        raw_id = claims.get("id")
+        try:
+            user_id = UUID(str(raw_id)) if raw_id is not None else None
+        except ValueError:
+            user_id = None
+        if user_id is None:
+            raise AuthError("INVALID_TOKEN", "invalid token: the id claim must be a user UUID")
+        email = claims.get("email")
+        return Principal(
+            user_id=user_id,
+            is_admin=claims.get("type") == "admin",
+            email=email if isinstance(email, str) else None,
+        )
+
+    def _internal(
+        self, flag: str | None, key: str | None, acting_user: str | None
+    ) -> Principal | None:
+        if self._service_key is None or flag is None or flag.lower() != "true" or not key:
+            return None
+        if not hmac.compare_digest(key.encode(), self._service_key):
+            return None  # a wrong key makes these headers count for nothing
+        if not acting_user:
+            raise AuthError("UNAUTHORIZED", "internal calls must name the user in X-User-ID")
+        try:
+            return Principal(user_id=UUID(acting_user), internal=True)
+        except ValueError:
+            raise AuthError("UNAUTHORIZED", "X-User-ID must be a UUID") from None
+
+
+def issue_token(
+    *,
+    secret: str,
+    user_id: UUID,
+    issuer: str,
+    audience: str,
+    ttl_seconds: int = 3600,
+    admin: bool = False,
+    email: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A token in the auth service's shape, for development and tests."""
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {
+        "id": str(user_id),
+        "type": "admin" if admin else "user",
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+    }
+    if email:
+        claims["email"] = email
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+
+
+def resolve_jwt_secret(configured: str | None, data_dir: Path) -> tuple[str, bool]:
+    """The configured secret, or a development secret generated once into ``data_dir``.
+
+    Returns the secret and whether it is the generated one.
+    """
+    if configured:
+        return configured, False
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip(), True
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # Create exclusively so that two processes starting at once agree on one secret.
+    try:
+        with path.open("x") as fh:
+            fh.write(secret)
+        path.chmod(0o600)
+    except FileExistsError:
+        return path.read_text().strip(), True
+    return secret, True

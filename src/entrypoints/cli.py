@@ -1,0 +1,139 @@
+"""The ``chatcore`` command: serve, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from uuid import UUID
+
+from entrypoints.logs import configure_logging, get_logger
+from entrypoints.settings import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+_EXPLAIN_DEFAULTS = {
+    "DATABASE_URL": "embedded PostgreSQL (pgserver) in {data_dir}/pgdata, migrated on start",
+    "OPENROUTER_API_KEY": "offline advisor model: answers from the profile, model=offline",
+    "JWT_SECRET": "development secret generated once into {data_dir}/jwt_secret",
+    "REDIS_URL": "in-process rate limits (per replica)",
+}
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(os.environ)
+    except ConfigError as exc:
+        print(f"chatcore: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _embedded_database(settings: Settings) -> str:
+    from adapters.postgres import migrate, start_embedded  # noqa: PLC0415
+
+    url = start_embedded(settings.data_dir)
+    asyncio.run(migrate(url, settings.db_schema))
+    return url
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log = get_logger("chatcore.cli")
+    for name in settings.defaults_used:
+        if name in _EXPLAIN_DEFAULTS:
+            using = _EXPLAIN_DEFAULTS[name].format(data_dir=settings.data_dir)
+            log.info("default in use", variable=name, using=using)
+    if settings.database_url is None:
+        # Started here, once, so that every server worker shares the same database.
+        os.environ["DATABASE_URL"] = _embedded_database(settings)
+    from entrypoints.auth import resolve_jwt_secret  # noqa: PLC0415
+
+    resolve_jwt_secret(settings.jwt_secret, settings.data_dir)  # generate before workers race
+    from entrypoints.server import run_server  # noqa: PLC0415
+
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    log.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/schema/swagger")
+    run_server(host=host, port=port, workers=args.workers, log_level=settings.log_level)
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from adapters.postgres import migrate  # noqa: PLC0415
+
+    if settings.database_url is None:
+        _embedded_database(settings)
+        where = f"embedded database in {settings.data_dir / 'pgdata'}"
+    else:
+        asyncio.run(migrate(settings.database_url, settings.db_schema))
+        where = "DATABASE_URL"
+    print(f"migrated schema {settings.db_schema!r} of the {where} to the latest version")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from entrypoints.auth import issue_token, resolve_jwt_secret  # noqa: PLC0415
+
+    try:
+        user_id = UUID(args.user_id)
+    except ValueError:
+        print("chatcore: --user-id must be a UUID", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("chatcore: --ttl must be a positive number of seconds", file=sys.stderr)
+        return 2
+    secret, _ = resolve_jwt_secret(settings.jwt_secret, settings.data_dir)
+    print(
+        issue_token(
+            secret=secret,
+            user_id=user_id,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=args.ttl,
+            admin=args.admin,
+            email=args.email,
+        )
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatcore",
+        description="chatcore: the AI career-advisor chat service. "
+        "Configuration comes from environment variables (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="bind address (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server worker processes")
+    serve.set_defaults(run=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(run=_migrate)
+
+    token = sub.add_parser("token", help="print a JWT signed with the configured secret")
+    token.add_argument("--user-id", required=True, help="the user's UUID")
+    token.add_argument("--admin", action="store_true", help="an admin token")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--email", help="optional email claim")
+    token.set_defaults(run=_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+import chatcore
+from entrypoints.bootstrap import Container, bootstrap
+from entrypoints.http.conversations import ConversationController
+from entrypoints.http.deps import provide_container, provide_principal
+from entrypoints.http.errors import EXCEPTION_HANDLERS
+from entrypoints.http.health import health, live, ready
+from entrypoints.http.health import metrics as metrics_endpoint
+from entrypoints.http.middleware import RequestContext
+from entrypoints.logs import configure_logging, get_logger
+from entrypoints.metrics import Metrics
+from entrypoints.settings import Settings, load_settings
+
+__all__ = ["ChatcoreApp", "create_app", "create_app_from_env"]
+
+_log = get_logger("chatcore.app")
+
+
+class ChatcoreApp(Litestar):
+    """Litestar with the request context around *every* HTTP exchange, unmatched
+    routes included (Litestar's own middleware runs only once a route matched)."""
+
+    request_context: RequestContext
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        await self.request_context.around(scope, receive, send, super().__call__)
+
+
+def _log_startup(container: Container) -> None:
+    settings = container.settings
+    explain = {
+        "DATABASE_URL": f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}",
+        "OPENROUTER_API_KEY": "offline advisor model (answers from the profile, model=offline)",
+        "JWT_SECRET": f"development secret in {settings.data_dir / 'jwt_secret'}",
+        "REDIS_URL": "in-process rate limits (not shared between replicas)",
+    }
+    for name in settings.defaults_used:
+        if name in explain:
+            _log.info("default in use", variable=name, using=explain[name])
+    _log.info("chatcore ready", version=chatcore.__version__, **container.info)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    container: Container | None = None,
+    **overrides: Any,
+) -> ChatcoreApp:
+    """Build the app. With ``container`` given it is used as is (and not closed);
+    otherwise one is bootstrapped from ``settings`` (and ``overrides``) at start-up."""
+    settings = settings or (container.settings if container else load_settings())
+    metrics = container.metrics if container else overrides.pop("metrics", None) or Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = container is None
+        built = container or await bootstrap(settings, metrics=metrics, **overrides)
+        app.state.container = built
+        if owned:
+            _log_startup(built)
+        try:
+            yield
+        finally:
+            if owned:
+                await built.aclose()
+
+    app = ChatcoreApp(
+        route_handlers=[ConversationController, live, ready, health, metrics_endpoint],
+        dependencies={
+            "container": Provide(provide_container, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="chatcore",
+            version=chatcore.__version__,
+            description="AI career-advisor chat service. Authenticate with a Bearer JWT.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )
+    app.request_context = RequestContext(metrics)
+    return app
+
+
+def create_app_from_env() -> ChatcoreApp:
+    """Factory for ASGI servers: settings from the environment, logging configured."""
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,196 @@
+"""Conversation and message routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, delete, get, post, put
+from litestar.params import Parameter
+
+from chatcore.domain import ContextType, ConversationStatus
+from chatcore.errors import ValidationError
+from chatcore.ports import ConversationFilter
+from chatcore.services import CreateConversation, UpdateConversation
+from entrypoints.auth import Principal
+from entrypoints.bootstrap import Container
+from entrypoints.http.deps import authenticate, page_request
+from entrypoints.http.schemas import (
+    ConversationList,
+    ConversationOut,
+    CreateConversationBody,
+    MessageList,
+    Ok,
+    Pagination,
+    SendMessageBody,
+    SendMessageOut,
+    UpdateConversationBody,
+    conversation_out,
+    message_out,
+    usage_out,
+)
+
+__all__ = ["ConversationController"]
+
+Limit = Annotated[int, Parameter(ge=1, le=100, description="Items per page (1-100).")]
+Page = Annotated[int | None, Parameter(ge=1, le=1_000_000, description="1-based page (compat).")]
+Cursor = Annotated[
+    str | None, Parameter(max_length=64, description="next_cursor of the previous page.")
+]
+
+
+class ConversationController(Controller):
+    path = "/conversations"
+    tags = ["conversations"]
+    guards = [authenticate]
+
+    @post("/", status_code=201, summary="Create a conversation")
+    async def create(
+        self, container: Container, principal: Principal, data: CreateConversationBody | None = None
+    ) -> Ok[ConversationOut]:
+        data = data or CreateConversationBody()
+        conversation = await container.conversations.create(
+            principal.user_id,
+            CreateConversation(
+                title=data.title,
+                context_type=data.context_type,
+                context_data=data.context_data or {},
+                metadata=data.metadata or {},
+                persona_profile=data.profilePersona,
+                result_id=data.resultsId,
+            ),
+        )
+        return Ok(message="Conversation created", data=conversation_out(conversation))
+
+    @get("/", summary="List conversations, most recently active first")
+    async def list_conversations(
+        self,
+        container: Container,
+        principal: Principal,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        page: Page = None,
+        status: ConversationStatus | None = None,
+        context_type: ContextType | None = None,
+    ) -> Ok[ConversationList]:
+        if status is ConversationStatus.DELETED:
+            raise ValidationError("status must be active or archived")
+        where = ConversationFilter(
+            statuses=frozenset({status or ConversationStatus.ACTIVE}),
+            context_type=context_type,
+        )
+        result = await container.conversations.list(
+            principal.user_id, where, page_request(limit, cursor, page)
+        )
+        return Ok(
+            data=ConversationList(
+                conversations=[conversation_out(c) for c in result.items],
+                pagination=Pagination(
+                    limit=limit,
+                    next_cursor=result.next_cursor,
+                    has_more=result.next_cursor is not None,
+                    page=None if cursor else page,
+                ),
+            )
+        )
+
+    @get("/{conversation_id:uuid}", summary="Get a conversation")
+    async def get_conversation(
+        self,
+        conversation_id: UUID,
+        container: Container,
+        principal: Principal,
+        include_messages: bool = False,
+        message_limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> Ok[ConversationOut]:
+        conversation, messages = await container.conversations.get(
+            principal.user_id,
+            conversation_id,
+            message_limit=message_limit if include_messages else 0,
+        )
+        return Ok(data=conversation_out(conversation, messages if include_messages else None))
+
+    @put("/{conversation_id:uuid}", summary="Update a conversation")
+    async def update_conversation(
+        self,
+        conversation_id: UUID,
+        data: UpdateConversationBody,
+        container: Container,
+        principal: Principal,
+    ) -> Ok[ConversationOut]:
+        conversation = await container.conversations.update(
+            principal.user_id,
+            conversation_id,
+            UpdateConversation(
+                title=data.title,
+                status=data.status,
+                metadata=data.metadata,
+                context_data=data.context_data,
+            ),
+        )
+        return Ok(message="Conversation updated", data=conversation_out(conversation))
+
+    @delete("/{conversation_id:uuid}", status_code=200, summary="Delete a conversation (soft)")
+    async def delete_conversation(
+        self, conversation_id: UUID, container: Container, principal: Principal
+    ) -> Ok[None]:
+        await container.conversations.delete(principal.user_id, conversation_id)
+        return Ok(message="Conversation deleted", data=None)
+
+    @post(
+        "/{conversation_id:uuid}/messages",
+        status_code=201,
+        summary="Send a message and get the advisor's answer",
+    )
+    async def send_message(
+        self,
+        conversation_id: UUID,
+        data: SendMessageBody,
+        container: Container,
+        principal: Principal,
+    ) -> Ok[SendMessageOut]:
+        result = await container.messages.send(
+            principal.user_id,
+            conversation_id,
+            data.content,
+            parent_message_id=data.parent_message_id,
+        )
+        return Ok(
+            message="Message sent",
+            data=SendMessageOut(
+                user_message=message_out(result.user_message),
+                assistant_message=message_out(result.assistant_message),
+                usage=usage_out(result.usage),
+                model=result.model,
+                processing_time_ms=result.processing_time_ms,
+            ),
+        )
+
+    @get("/{conversation_id:uuid}/messages", summary="List messages, oldest first")
+    async def list_messages(
+        self,
+        conversation_id: UUID,
+        container: Container,
+        principal: Principal,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        cursor: Cursor = None,
+        page: Page = None,
+        include_usage: bool = False,
+    ) -> Ok[MessageList]:
+        result = await container.messages.list(
+            principal.user_id,
+            conversation_id,
+            page_request(limit, cursor, page),
+            include_usage=include_usage,
+        )
+        return Ok(
+            data=MessageList(
+                messages=[message_out(m, result.usage.get(m.id)) for m in result.page.items],
+                pagination=Pagination(
+                    limit=limit,
+                    next_cursor=result.page.next_cursor,
+                    has_more=result.page.next_cursor is not None,
+                    page=None if cursor else page,
+                ),
+            )
+        )

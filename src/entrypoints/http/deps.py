@@ -1,0 +1,47 @@
+"""Dependencies handed to the route handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.datastructures import State
+
+from chatcore.pagination import PageRequest, decode_cursor
+from entrypoints.auth import Principal
+from entrypoints.bootstrap import Container
+
+__all__ = ["authenticate", "page_request", "provide_container", "provide_principal"]
+
+
+def provide_container(state: State) -> Container:
+    container: Container = state.container
+    return container
+
+
+def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: runs before the body is read, so an anonymous caller learns nothing else."""
+    container: Container = connection.app.state.container
+    headers = connection.headers
+    connection.scope["state"]["principal"] = container.authenticator.authenticate(
+        headers.get("authorization"),
+        internal_service=headers.get("x-internal-service"),
+        service_key=headers.get("x-service-key"),
+        acting_user=headers.get("x-user-id"),
+    )
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.scope["state"]["principal"]
+    return principal
+
+
+def page_request(limit: int, cursor: str | None, page: int | None) -> PageRequest:
+    """A cursor wins over ``page``; ``page`` (1-based) is kept for older clients."""
+    if cursor:
+        return PageRequest(limit=limit, after=decode_cursor(cursor))
+    if page is not None:
+        return PageRequest(limit=limit, offset=(page - 1) * limit)
+    return PageRequest(limit=limit)

@@ -1,0 +1,186 @@
+"""Wire types of the HTTP API (msgspec Structs) and their mapping from the domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from chatcore.domain import (
+    MAX_TITLE_LENGTH,
+    ContextType,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageStatus,
+    SenderType,
+    Usage,
+    UsageRecord,
+)
+
+__all__ = [
+    "ConversationList",
+    "ConversationOut",
+    "CreateConversationBody",
+    "ErrorBody",
+    "ErrorEnvelope",
+    "MessageList",
+    "MessageOut",
+    "Ok",
+    "Pagination",
+    "SendMessageBody",
+    "SendMessageOut",
+    "UpdateConversationBody",
+    "UsageOut",
+    "conversation_out",
+    "message_out",
+    "usage_out",
+]
+
+T = TypeVar("T")
+
+Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE_LENGTH)]
+JsonObject = dict[str, Any]
+
+
+class Ok(msgspec.Struct, Generic[T], kw_only=True):
+    """The success envelope."""
+
+    success: bool = True
+    message: str = "OK"
+    data: T
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorEnvelope(msgspec.Struct, kw_only=True):
+    """The error envelope."""
+
+    success: bool = False
+    error: ErrorBody
+
+
+class CreateConversationBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    title: Title | None = None
+    context_type: ContextType | None = None
+    context_data: JsonObject | None = None
+    metadata: JsonObject | None = None
+    profilePersona: JsonObject | None = None  # noqa: N815 - the contract's name
+    resultsId: str | None = None  # noqa: N815 - the contract's name
+
+
+class UpdateConversationBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    title: Title | None = None
+    status: ConversationStatus | None = None
+    metadata: JsonObject | None = None
+    context_data: JsonObject | None = None
+
+
+class SendMessageBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    content: str
+    parent_message_id: UUID | None = None
+
+
+class UsageOut(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+    is_free_model: bool
+
+
+class MessageOut(msgspec.Struct, kw_only=True):
+    id: UUID
+    conversation_id: UUID
+    sender_type: SenderType
+    content: str
+    parent_message_id: UUID | None
+    status: MessageStatus
+    metadata: JsonObject
+    created_at: datetime
+    usage: UsageOut | msgspec.UnsetType = msgspec.UNSET
+
+
+class ConversationOut(msgspec.Struct, kw_only=True):
+    id: UUID
+    user_id: UUID
+    title: str
+    context_type: ContextType
+    context_data: JsonObject
+    metadata: JsonObject
+    status: ConversationStatus
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageOut] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Pagination(msgspec.Struct, kw_only=True):
+    limit: int
+    next_cursor: str | None
+    has_more: bool
+    page: int | None = None
+
+
+class ConversationList(msgspec.Struct, kw_only=True):
+    conversations: list[ConversationOut]
+    pagination: Pagination
+
+
+class MessageList(msgspec.Struct, kw_only=True):
+    messages: list[MessageOut]
+    pagination: Pagination
+
+
+class SendMessageOut(msgspec.Struct, kw_only=True):
+    user_message: MessageOut
+    assistant_message: MessageOut
+    usage: UsageOut
+    model: str
+    processing_time_ms: int
+
+
+def usage_out(usage: Usage) -> UsageOut:
+    return UsageOut(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        cost=usage.cost,
+        is_free_model=usage.is_free_model,
+    )
+
+
+def message_out(message: Message, record: UsageRecord | None = None) -> MessageOut:
+    return MessageOut(
+        id=message.id,
+        conversation_id=message.conversation_id,
+        sender_type=message.sender_type,
+        content=message.content,
+        parent_message_id=message.parent_message_id,
+        status=message.status,
+        metadata=message.metadata,
+        created_at=message.created_at,
+        usage=usage_out(record.usage) if record is not None else msgspec.UNSET,
+    )
+
+
+def conversation_out(
+    conversation: Conversation, messages: list[Message] | None = None
+) -> ConversationOut:
+    return ConversationOut(
+        id=conversation.id,
+        user_id=conversation.user_id,
+        title=conversation.title,
+        context_type=conversation.context_type,
+        context_data=conversation.context_data,
+        metadata=conversation.metadata,
+        status=conversation.status,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        messages=[message_out(m) for m in messages] if messages is not None else msgspec.UNSET,
+    )

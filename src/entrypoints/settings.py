@@ -1,0 +1,178 @@
+"""Settings read from the environment, with the contract's names and defaults.
+
+A bad value stops start-up with :class:`ConfigError`, whose message is one line
+naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatcore.context import minimum_budget
+from chatcore.limits import RatePolicy
+from chatcore.prompts import LANGUAGES
+from chatcore.services import ChatSettings
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value chatcore cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"configuration error: {variable} {problem}")
+        self.variable = variable
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Settings:
+    """Everything configurable. ``None`` means "use the embedded default"."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None
+    db_schema: str = "chat"
+    data_dir: Path = Path(".chatcore")
+    redis_url: str | None = None
+    rabbitmq_url: str | None = None
+    openrouter_api_key: str | None = None
+    jwt_secret: str | None = None
+    jwt_issuer: str = "atma-auth-service"
+    jwt_audience: str = "atma-services"
+    internal_service_key: str | None = None
+    log_level: str = "info"
+    log_format: str | None = None  # None: json, or console on a TTY
+    max_body_bytes: int = 1_048_576
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    rates: RatePolicy = field(default_factory=RatePolicy)
+    defaults_used: tuple[str, ...] = ()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return raw or None
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in schemes:
+        raise ConfigError(name, f"must be a URL starting with {' or '.join(schemes)}://")
+    return raw
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = _url(env, "DATABASE_URL", ("postgresql", "postgres", "postgresql+asyncpg"))
+    if url is not None:
+        return url
+    host = _text(env, "DB_HOST")
+    if host is None:
+        return None
+    port = _int(env, "DB_PORT", 5432, 1, 65535)
+    name = _text(env, "DB_NAME") or "postgres"
+    user = urllib.parse.quote(_text(env, "DB_USER") or "postgres", safe="")
+    password = _text(env, "DB_PASSWORD")
+    auth = f"{user}:{urllib.parse.quote(password, safe='')}" if password else user
+    return f"postgresql://{auth}@{host}:{port}/{urllib.parse.quote(name, safe='')}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default ``os.environ``); raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    defaults: list[str] = []
+    schema = _text(env, "DB_SCHEMA") or "chat"
+    if not schema.replace("_", "").isalnum() or schema[0].isdigit() or len(schema) > 63:
+        raise ConfigError("DB_SCHEMA", f"must be a plain SQL identifier, got {schema!r}")
+    language = _choice(env, "CHATCORE_LANGUAGE", "id", LANGUAGES)
+    budget = _int(env, "MAX_CONVERSATION_HISTORY_TOKENS", 6000, 1, 2_000_000)
+    floor = minimum_budget(language)
+    if budget < floor:
+        raise ConfigError(
+            "MAX_CONVERSATION_HISTORY_TOKENS", f"must be at least {floor}, got {budget}"
+        )
+    chat = ChatSettings(
+        language=language,
+        max_message_length=_int(env, "MAX_MESSAGE_LENGTH", 10_000, 1, 200_000),
+        history_token_budget=budget,
+        max_tokens=_int(env, "MAX_TOKENS", 1000, 1, 200_000),
+        temperature=_float(env, "TEMPERATURE", 0.3, 0.0, 2.0),
+    )
+    rates = RatePolicy(
+        messages_per_minute=_int(env, "FREE_MODEL_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
+        conversations_per_day=_int(env, "RATE_LIMIT_CONVERSATIONS_PER_DAY", 100, 1, 1_000_000),
+    )
+    database_url = _database_url(env)
+    if database_url is None:
+        defaults.append("DATABASE_URL")
+    redis_url = _url(env, "REDIS_URL", ("redis", "rediss", "unix"))
+    if redis_url is None:
+        defaults.append("REDIS_URL")
+    rabbitmq_url = _url(env, "RABBITMQ_URL", ("amqp", "amqps"))
+    api_key = _text(env, "OPENROUTER_API_KEY")
+    if api_key is None:
+        defaults.append("OPENROUTER_API_KEY")
+    jwt_secret = _text(env, "JWT_SECRET")
+    if jwt_secret is None:
+        defaults.append("JWT_SECRET")
+    elif len(jwt_secret) < 16:
+        raise ConfigError("JWT_SECRET", "must be at least 16 characters")
+    return Settings(
+        host=_text(env, "HOST") or "127.0.0.1",
+        port=_int(env, "PORT", 8000, 0, 65535),
+        database_url=database_url,
+        db_schema=schema,
+        data_dir=Path(_text(env, "CHATCORE_DATA_DIR") or ".chatcore"),
+        redis_url=redis_url,
+        rabbitmq_url=rabbitmq_url,
+        openrouter_api_key=api_key,
+        jwt_secret=jwt_secret,
+        jwt_issuer=_text(env, "JWT_ISSUER") or "atma-auth-service",
+        jwt_audience=_text(env, "JWT_AUDIENCE") or "atma-services",
+        internal_service_key=_text(env, "INTERNAL_SERVICE_KEY"),
+        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        log_format=_choice(env, "LOG_FORMAT", "", ("json", "console")) or None,
+        chat=chat,
+        rates=rates,
+        defaults_used=tuple(defaults),
+    )

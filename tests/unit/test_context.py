@@ -1,0 +1,122 @@
+"""The context builder keeps within its budget and never loses what matters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatcore.context import build_context, minimum_budget
+from chatcore.domain import Message, MessageStatus, SenderType, parse_profile
+from chatcore.prompts import system_prompt
+from chatcore.tokens import estimate_message_tokens
+from tests.conftest import load_fixture
+
+PROFILE = parse_profile(
+    load_fixture("archive_result_v2.json")["data"]["assessment_data"],
+    load_fixture("archive_result_v2.json")["data"]["persona_profile"],
+)
+CONV = uuid4()
+USER = uuid4()
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _history(contents: list[str]) -> list[Message]:
+    return [
+        Message(
+            id=uuid4(),
+            conversation_id=CONV,
+            user_id=USER,
+            sender_type=SenderType.USER if i % 2 == 0 else SenderType.ASSISTANT,
+            content=text,
+            created_at=T0 + timedelta(seconds=i),
+        )
+        for i, text in enumerate(contents)
+    ]
+
+
+def _total(messages: tuple[object, ...]) -> int:
+    return sum(estimate_message_tokens(m.content) for m in messages)  # type: ignore[attr-defined]
+
+
+texts = st.text(min_size=1, max_size=3000)
+nonblank = texts.filter(lambda s: bool(s.strip()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    history=st.lists(texts, max_size=30),
+    question=st.text(min_size=1, max_size=10_000),
+    language=st.sampled_from(["id", "en"]),
+    extra=st.integers(min_value=0, max_value=8000),
+    with_profile=st.booleans(),
+)
+def test_never_exceeds_budget_and_keeps_system_and_question(
+    history: list[str], question: str, language: str, extra: int, with_profile: bool
+) -> None:
+    budget = minimum_budget(language) + extra
+    built = build_context(
+        question=question,
+        history=_history(history),
+        profile=PROFILE if with_profile else None,
+        language=language,
+        budget=budget,
+    )
+    assert _total(built.messages) <= budget
+    assert built.estimated_tokens == _total(built.messages)
+    assert built.messages[0].role == "system"
+    assert built.messages[0].content.startswith(system_prompt(language))
+    assert built.messages[-1].role == "user"
+    # The question is sent whole whenever it fits beside the instructions.
+    room = budget - estimate_message_tokens(system_prompt(language))
+    if estimate_message_tokens(question) <= room:
+        assert built.messages[-1].content == question
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=st.lists(nonblank, min_size=1, max_size=40), extra=st.integers(0, 5000))
+def test_keeps_the_most_recent_history_in_order(history: list[str], extra: int) -> None:
+    messages = _history(history)
+    built = build_context(
+        question="q", history=messages, profile=None, language="en", budget=minimum_budget("en") + extra
+    )
+    kept = [m.content for m in built.messages[1:-1]]
+    # What is kept is a suffix of the history: the newest messages, oldest first.
+    assert kept == [m.content for m in messages[len(messages) - len(kept) :]]
+    assert built.history_used == len(kept)
+    assert built.history_dropped == len(messages) - len(kept)
+
+
+def test_a_large_budget_keeps_everything_and_the_full_profile() -> None:
+    messages = _history(["Halo", "Halo! Ada yang bisa dibantu?", "Apa kekuatan saya?", "..."])
+    built = build_context(
+        question="Karier apa yang cocok?", history=messages, profile=PROFILE, language="id", budget=6000
+    )
+    assert built.profile_included == "full"
+    assert built.history_used == 4
+    system = built.messages[0].content
+    assert "IAS" in system
+    assert "Investigatif–Artistik–Sosial" in system
+    assert "Data Scientist" in system
+    assert "Statistika" in system
+
+
+def test_a_tight_budget_drops_history_before_the_compact_profile() -> None:
+    long = "kata " * 2000
+    messages = _history([long, long])
+    budget = minimum_budget("en") + 300
+    built = build_context(question="Which careers?", history=messages, profile=PROFILE, language="en", budget=budget)
+    assert built.history_used == 0
+    assert built.profile_included in {"full", "compact"}
+    assert "Data Scientist" in built.messages[0].content
+
+
+def test_failed_streaming_and_system_messages_are_not_history() -> None:
+    messages = _history(["a", "b", "c", "d"])
+    messages[1].status = MessageStatus.FAILED
+    messages[2].status = MessageStatus.STREAMING
+    messages[3].sender_type = SenderType.SYSTEM
+    built = build_context(question="q", history=messages, profile=None, language="en", budget=6000)
+    assert [m.content for m in built.messages[1:-1]] == ["a"]

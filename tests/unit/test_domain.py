@@ -1,0 +1,139 @@
+"""The aggregate's rules, ids, cursors and the lenient profile parser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatcore.domain import Conversation, ConversationStatus, new_id, parse_profile, profile_from_context
+from chatcore.errors import InvalidStateError, ValidationError
+from chatcore.pagination import decode_cursor, encode_cursor
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ALLOWED = {
+    (ConversationStatus.ACTIVE, ConversationStatus.ARCHIVED),
+    (ConversationStatus.ARCHIVED, ConversationStatus.ACTIVE),
+    (ConversationStatus.ACTIVE, ConversationStatus.DELETED),
+    (ConversationStatus.ARCHIVED, ConversationStatus.DELETED),
+}
+
+
+def _conversation() -> Conversation:
+    return Conversation(id=uuid4(), user_id=uuid4(), title="t", created_at=T0, updated_at=T0)
+
+
+@given(st.lists(st.sampled_from(list(ConversationStatus)), max_size=12))
+def test_status_transitions_follow_the_table(path: list[ConversationStatus]) -> None:
+    conversation = _conversation()
+    for i, target in enumerate(path):
+        before = conversation.status
+        now = T0 + timedelta(seconds=i + 1)
+        if target is before:
+            conversation.change_status(target, now)
+            assert conversation.status is before
+        elif (before, target) in ALLOWED:
+            conversation.change_status(target, now)
+            assert conversation.status is target
+            assert conversation.updated_at == now
+        else:
+            with pytest.raises(InvalidStateError):
+                conversation.change_status(target, now)
+            assert conversation.status is before
+    # Deleted is terminal.
+    if conversation.status is ConversationStatus.DELETED:
+        with pytest.raises(InvalidStateError):
+            conversation.change_status(ConversationStatus.ACTIVE, T0)
+
+
+@pytest.mark.parametrize("title", ["", "   ", "x" * 256])
+def test_bad_titles_are_refused(title: str) -> None:
+    with pytest.raises(ValidationError):
+        _conversation().rename(title, T0)
+
+
+def test_titles_are_trimmed() -> None:
+    conversation = _conversation()
+    conversation.rename("  Rencana   karier  ", T0)
+    assert conversation.title == "Rencana karier"
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)), st.uuids())
+def test_cursor_round_trip(at: datetime, item_id: UUID) -> None:
+    cursor = decode_cursor(encode_cursor(at, item_id))
+    assert cursor.at == at
+    assert cursor.id == item_id
+
+
+@pytest.mark.parametrize("text", ["", "abc", "!!!!", "A" * 64, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="])
+def test_malformed_cursors_are_validation_errors(text: str) -> None:
+    with pytest.raises(ValidationError):
+        decode_cursor(text)
+
+
+@given(st.lists(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)), min_size=2, max_size=20))
+def test_ids_are_uuid7_and_sort_by_millisecond(times: list[datetime]) -> None:
+    ids = [new_id(t) for t in times]
+    assert all(i.version == 7 for i in ids)
+    for (t1, i1), (t2, i2) in zip(zip(times, ids), zip(times[1:], ids[1:]), strict=False):
+        if int(t1.timestamp() * 1000) < int(t2.timestamp() * 1000):
+            assert i1 < i2
+
+
+def test_profile_v1_and_v2(archive_v1: dict[str, Any], archive_v2: dict[str, Any]) -> None:
+    p1 = parse_profile(archive_v1["assessment_data"], archive_v1["persona_profile"])
+    p2 = parse_profile(archive_v2["assessment_data"], archive_v2["persona_profile"])
+    for p in (p1, p2):
+        assert p.holland_code == "IAS"
+        assert p.top_strengths(3) == ("curiosity", "loveOfLearning", "creativity")
+        assert p.archetype == "The Analytical Innovator"
+        assert [c.name for c in p.careers] == ["Data Scientist", "Software Engineer", "UX Researcher"]
+    assert p1.persona_version == 1
+    assert p2.persona_version == 2
+    assert [r.name for r in p1.role_models] == ["Marie Curie", "B.J. Habibie"]
+    assert p2.role_models[1].title == "Engineer and former President of Indonesia"
+    assert p2.majors[:2] == ("Statistika", "Ilmu Komputer")
+    assert p2.careers[0].prospect["aiOvertake"] == "low"
+    assert p2.core_motivators[0] == "Understanding how things work"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(json_values, json_values)
+def test_any_json_parses_without_raising(scores: Any, persona: Any) -> None:
+    profile = parse_profile(scores, persona)
+    assert all(0 <= v <= 100 for v in profile.riasec.values())
+    assert len(profile.holland_code) <= 3
+
+
+def test_wrong_types_are_treated_as_absent(archive_v2: dict[str, Any]) -> None:
+    persona = dict(archive_v2["persona_profile"])
+    persona["strengths"] = "not a list"
+    persona["careerRecommendation"] = [{"careerName": ""}, 42, {"name": "Teacher"}, "Nurse"]
+    persona["roleModel"] = [None, {"title": "no name"}]
+    scores = {"riasec": {"investigative": "high", "social": 120, "artistic": True, "realistic": float("nan")}}
+    profile = parse_profile(scores, persona)
+    assert profile.strengths == ()
+    assert [c.name for c in profile.careers] == ["Teacher", "Nurse"]
+    assert profile.role_models == ()
+    assert profile.riasec == {"social": 100}
+
+
+def test_profile_from_context_accepts_both_key_styles(archive_v1: dict[str, Any]) -> None:
+    ours = profile_from_context(
+        {"assessment_data": archive_v1["assessment_data"], "persona_profile": archive_v1["persona_profile"]}
+    )
+    theirs = profile_from_context({"profilePersona": archive_v1["persona_profile"]})
+    assert ours is not None and ours.holland_code == "IAS"
+    assert theirs is not None and theirs.archetype == "The Analytical Innovator"
+    assert profile_from_context({}) is None
+    assert profile_from_context({"profilePersona": "garbage"}) is None

@@ -1,0 +1,241 @@
+"""The use cases on the in-memory harness: state is asserted, nothing is mocked."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatcore.clock import FakeClock
+from chatcore.domain import ContextType, ConversationStatus, MessageStatus, SenderType
+from chatcore.errors import (
+    AIServiceUnavailableError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationError,
+)
+from chatcore.events import AnswerFailed, AnswerProduced, ConversationCreated, UserMessageStored
+from chatcore.limits import RatePolicy
+from chatcore.pagination import PageRequest, decode_cursor
+from chatcore.ports import ConversationFilter
+from chatcore.services import ChatSettings, CreateConversation, UpdateConversation
+from chatcore.testing import InMemorySystem, in_memory_system
+from tests.unit.models import FailingModel, RecordingModel
+
+ALICE = UUID("5f0c3b1e-7d2a-4c61-9a7e-2b8f4d6c1a90")
+BOB = UUID("0b0b0b0b-0000-4000-8000-000000000000")
+
+
+def system(**kwargs: Any) -> InMemorySystem:
+    kwargs.setdefault("model", RecordingModel())
+    kwargs.setdefault("rate_policy", RatePolicy(messages_per_minute=1000, conversations_per_day=1000))
+    return in_memory_system(**kwargs)
+
+
+async def test_create_with_defaults_and_persona() -> None:
+    s = system()
+    plain = await s.conversations.create(ALICE, CreateConversation())
+    assert plain.title == "Percakapan Baru"
+    assert plain.context_type is ContextType.GENERAL
+    with_persona = await s.conversations.create(
+        ALICE, CreateConversation(title="Karier", persona_profile={"archetype": "X"}, result_id="r1")
+    )
+    assert with_persona.context_type is ContextType.ASSESSMENT
+    assert with_persona.context_data == {"persona_profile": {"archetype": "X"}, "result_id": "r1"}
+    assert isinstance(s.events.published[0], ConversationCreated)
+
+
+async def test_send_stores_both_messages_usage_and_events() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    result = await s.messages.send(ALICE, conv.id, "Halo")
+    assert result.user_message.sender_type is SenderType.USER
+    assert result.assistant_message.parent_message_id == result.user_message.id
+    assert result.assistant_message.metadata["model"] == "recording"
+    assert result.usage.total_tokens == 12
+    page = await s.messages.list(ALICE, conv.id, PageRequest(limit=10), include_usage=True)
+    assert [m.content for m in page.page.items] == ["Halo", "answer 1"]
+    assert page.usage[result.assistant_message.id].model_used == "recording"
+    kinds = [type(e) for e in s.events.published]
+    assert UserMessageStored in kinds and AnswerProduced in kinds
+    refreshed, _ = await s.conversations.get(ALICE, conv.id)
+    assert refreshed.updated_at > conv.updated_at
+
+
+async def test_when_the_model_fails_the_user_message_is_kept() -> None:
+    s = system(model=FailingModel())
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    with pytest.raises(AIServiceUnavailableError) as caught:
+        await s.messages.send(ALICE, conv.id, "Apakah pesanku tersimpan?")
+    stored = await s.messages.get(ALICE, conv.id, caught.value.user_message_id)
+    assert stored.content == "Apakah pesanku tersimpan?"
+    assert caught.value.details == {
+        "user_message_id": str(stored.id),
+        "reasons": ["failing: unavailable"],
+    }
+    assert isinstance(s.events.published[-1], AnswerFailed)
+
+
+async def test_history_follows_the_branch_of_the_parent() -> None:
+    model = RecordingModel()
+    s = system(model=model)
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    first = await s.messages.send(ALICE, conv.id, "one")
+    await s.messages.send(ALICE, conv.id, "two")
+    # Branch off the first answer: "two" and its answer are not on this branch.
+    await s.messages.send(ALICE, conv.id, "three", parent_message_id=first.assistant_message.id)
+    prompt = [m.content for m in model.requests[-1].messages[1:]]
+    assert prompt == ["one", "answer 1", "three"]
+    # Without a parent, the newest message is the parent.
+    await s.messages.send(ALICE, conv.id, "four")
+    prompt = [m.content for m in model.requests[-1].messages[1:]]
+    assert prompt == ["one", "answer 1", "three", "answer 3", "four"]
+
+
+async def test_parent_from_another_conversation_is_refused() -> None:
+    s = system()
+    a = await s.conversations.create(ALICE, CreateConversation())
+    b = await s.conversations.create(ALICE, CreateConversation())
+    sent = await s.messages.send(ALICE, a.id, "hi")
+    with pytest.raises(ValidationError):
+        await s.messages.send(ALICE, b.id, "x", parent_message_id=sent.user_message.id)
+    with pytest.raises(ValidationError):
+        await s.messages.send(ALICE, b.id, "x", parent_message_id=uuid4())
+
+
+@pytest.mark.parametrize("content", ["", "   ", "\n\t", "x" * 10_001])
+async def test_empty_or_oversized_content_is_refused(content: str) -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    with pytest.raises(ValidationError):
+        await s.messages.send(ALICE, conv.id, content)
+    assert s.store.messages == {}
+
+
+async def test_another_users_conversation_is_not_found_everywhere() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    sent = await s.messages.send(ALICE, conv.id, "mine")
+    calls = [
+        s.conversations.get(BOB, conv.id),
+        s.conversations.update(BOB, conv.id, UpdateConversation(title="stolen")),
+        s.conversations.delete(BOB, conv.id),
+        s.messages.send(BOB, conv.id, "hello"),
+        s.messages.list(BOB, conv.id, PageRequest(limit=5)),
+        s.messages.get(BOB, conv.id, sent.user_message.id),
+    ]
+    for call in calls:
+        with pytest.raises(NotFoundError):
+            await call
+    listed = await s.conversations.list(BOB, ConversationFilter(), PageRequest(limit=10))
+    assert listed.items == []
+    mine, _ = await s.conversations.get(ALICE, conv.id)
+    assert mine.title != "stolen"
+
+
+async def test_update_archive_and_delete() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    updated = await s.conversations.update(
+        ALICE, conv.id, UpdateConversation(title="Rencana", status=ConversationStatus.ARCHIVED, metadata={"pinned": True})
+    )
+    assert (updated.title, updated.status, updated.metadata) == ("Rencana", ConversationStatus.ARCHIVED, {"pinned": True})
+    active = await s.conversations.list(ALICE, ConversationFilter(), PageRequest(limit=10))
+    archived = await s.conversations.list(
+        ALICE, ConversationFilter(statuses=frozenset({ConversationStatus.ARCHIVED})), PageRequest(limit=10)
+    )
+    assert active.items == [] and [c.id for c in archived.items] == [conv.id]
+    with pytest.raises(ValidationError):
+        await s.conversations.update(ALICE, conv.id, UpdateConversation(status=ConversationStatus.DELETED))
+    await s.conversations.delete(ALICE, conv.id)
+    with pytest.raises(NotFoundError):
+        await s.conversations.get(ALICE, conv.id)
+    with pytest.raises(NotFoundError):
+        await s.conversations.delete(ALICE, conv.id)
+    with pytest.raises(NotFoundError):
+        await s.messages.send(ALICE, conv.id, "still there?")
+
+
+async def test_message_rate_limit_and_its_window() -> None:
+    clock = FakeClock()
+    s = system(clock=clock, rate_policy=RatePolicy(messages_per_minute=3, conversations_per_day=2))
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    for _ in range(3):
+        await s.messages.send(ALICE, conv.id, "hi")
+    with pytest.raises(RateLimitedError) as caught:
+        await s.messages.send(ALICE, conv.id, "one too many")
+    assert 1 <= caught.value.retry_after <= 60
+    # Another user is not affected.
+    other = await s.conversations.create(BOB, CreateConversation())
+    await s.messages.send(BOB, other.id, "hi")
+    clock.advance(61)
+    await s.messages.send(ALICE, conv.id, "after a minute")
+    await s.conversations.create(ALICE, CreateConversation())
+    with pytest.raises(RateLimitedError) as daily:
+        await s.conversations.create(ALICE, CreateConversation())
+    assert daily.value.retry_after > 3600
+
+
+async def test_language_follows_settings_and_conversation_metadata() -> None:
+    model = RecordingModel()
+    s = system(model=model, settings=ChatSettings(language="en"))
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    assert conv.title == "New Conversation"
+    await s.messages.send(ALICE, conv.id, "hi")
+    assert model.requests[-1].language == "en"
+    indo = await s.conversations.create(ALICE, CreateConversation(metadata={"language": "id"}))
+    await s.messages.send(ALICE, indo.id, "hai")
+    assert model.requests[-1].language == "id"
+    assert "Kamu adalah konselor karier" in model.requests[-1].messages[0].content
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(count=st.integers(0, 30), page_size=st.integers(1, 7), same_time=st.booleans())
+async def test_pagination_returns_every_conversation_exactly_once(
+    count: int, page_size: int, same_time: bool
+) -> None:
+    from datetime import timedelta
+
+    clock = FakeClock(step=timedelta(0) if same_time else timedelta(microseconds=1))
+    s = system(clock=clock)
+    created = {(await s.conversations.create(ALICE, CreateConversation())).id for _ in range(count)}
+    seen: list[UUID] = []
+    request = PageRequest(limit=page_size)
+    for _ in range(count + 2):
+        page = await s.conversations.list(ALICE, ConversationFilter(), request)
+        seen.extend(c.id for c in page.items)
+        if page.next_cursor is None:
+            break
+        request = PageRequest(limit=page_size, after=decode_cursor(page.next_cursor))
+    assert len(seen) == len(set(seen)) == count
+    assert set(seen) == created
+    # Offset pages (the ``page`` parameter) agree with the cursor pages.
+    by_offset: list[UUID] = []
+    for number in range(count // page_size + 1):
+        page = await s.conversations.list(
+            ALICE, ConversationFilter(), PageRequest(limit=page_size, offset=number * page_size)
+        )
+        by_offset.extend(c.id for c in page.items)
+    assert by_offset == seen
+
+
+async def test_message_pagination_and_get_with_messages() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    for i in range(5):
+        await s.messages.send(ALICE, conv.id, f"q{i}")
+    seen = []
+    request = PageRequest(limit=3)
+    while True:
+        page = (await s.messages.list(ALICE, conv.id, request)).page
+        seen.extend(m.content for m in page.items)
+        if page.next_cursor is None:
+            break
+        request = PageRequest(limit=3, after=decode_cursor(page.next_cursor))
+    assert seen == [x for i in range(5) for x in (f"q{i}", f"answer {i + 1}")]
+    _, latest = await s.conversations.get(ALICE, conv.id, message_limit=3)
+    assert [m.content for m in latest] == ["answer 4", "q4", "answer 5"]
+    assert all(m.status is MessageStatus.COMPLETE for m in latest)
