@@ -9,6 +9,7 @@ headers are ignored.
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -40,7 +41,10 @@ class Principal:
 
 
 class AuthError(Exception):
-    """Authentication failed; ``code`` is ``UNAUTHORIZED``, ``TOKEN_EXPIRED`` or ``INVALID_TOKEN``."""
+    """Authentication failed.
+
+    ``code`` is ``UNAUTHORIZED``, ``TOKEN_EXPIRED`` or ``INVALID_TOKEN``.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -163,11 +167,11 @@ def resolve_jwt_secret(configured: str | None, data_dir: Path) -> tuple[str, boo
         return path.read_text().strip(), True
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    # Create exclusively so that two processes starting at once agree on one secret.
     try:
-        with path.open("x") as fh:
-            fh.write(secret)
-        path.chmod(0o600)
+        # Exclusive and owner-only from the first byte: the data dir may be world-readable.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip(), True
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
     return secret, True

@@ -60,7 +60,8 @@ async def test_window_slides(redis_client: Redis) -> None:
     limiter = RedisRateLimiter(redis_client, prefix=prefix)
     assert (await limiter.hit("k", 1, 1)).allowed
     refused = await limiter.hit("k", 1, 1)
-    assert not refused.allowed and refused.retry_after == 1
+    assert not refused.allowed
+    assert refused.retry_after == 1
     await asyncio.sleep(1.05)
     assert (await limiter.hit("k", 1, 1)).allowed
     await redis_client.delete(prefix + "k")

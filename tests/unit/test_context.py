@@ -80,7 +80,11 @@ def test_never_exceeds_budget_and_keeps_system_and_question(
 def test_keeps_the_most_recent_history_in_order(history: list[str], extra: int) -> None:
     messages = _history(history)
     built = build_context(
-        question="q", history=messages, profile=None, language="en", budget=minimum_budget("en") + extra
+        question="q",
+        history=messages,
+        profile=None,
+        language="en",
+        budget=minimum_budget("en") + extra,
     )
     kept = [m.content for m in built.messages[1:-1]]
     # What is kept is a suffix of the history: the newest messages, oldest first.
@@ -92,7 +96,11 @@ def test_keeps_the_most_recent_history_in_order(history: list[str], extra: int) 
 def test_a_large_budget_keeps_everything_and_the_full_profile() -> None:
     messages = _history(["Halo", "Halo! Ada yang bisa dibantu?", "Apa kekuatan saya?", "..."])
     built = build_context(
-        question="Karier apa yang cocok?", history=messages, profile=PROFILE, language="id", budget=6000
+        question="Karier apa yang cocok?",
+        history=messages,
+        profile=PROFILE,
+        language="id",
+        budget=6000,
     )
     assert built.profile_included == "full"
     assert built.history_used == 4
@@ -107,7 +115,9 @@ def test_a_tight_budget_drops_history_before_the_compact_profile() -> None:
     long = "kata " * 2000
     messages = _history([long, long])
     budget = minimum_budget("en") + 300
-    built = build_context(question="Which careers?", history=messages, profile=PROFILE, language="en", budget=budget)
+    built = build_context(
+        question="Which careers?", history=messages, profile=PROFILE, language="en", budget=budget
+    )
     assert built.history_used == 0
     assert built.profile_included in {"full", "compact"}
     assert "Data Scientist" in built.messages[0].content

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -10,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatcore.domain import Conversation, ConversationStatus, new_id, parse_profile, profile_from_context
+from chatcore.domain import (
+    Conversation,
+    ConversationStatus,
+    new_id,
+    parse_profile,
+    profile_from_context,
+)
 from chatcore.errors import InvalidStateError, ValidationError
 from chatcore.pagination import decode_cursor, encode_cursor
 
@@ -62,24 +69,40 @@ def test_titles_are_trimmed() -> None:
     assert conversation.title == "Rencana karier"
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)), st.uuids())
+@given(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    st.uuids(),
+)
 def test_cursor_round_trip(at: datetime, item_id: UUID) -> None:
     cursor = decode_cursor(encode_cursor(at, item_id))
     assert cursor.at == at
     assert cursor.id == item_id
 
 
-@pytest.mark.parametrize("text", ["", "abc", "!!!!", "A" * 64, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "!!!!", "A" * 64, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]
+)
 def test_malformed_cursors_are_validation_errors(text: str) -> None:
     with pytest.raises(ValidationError):
         decode_cursor(text)
 
 
-@given(st.lists(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)), min_size=2, max_size=20))
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(2001, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        ),
+        min_size=2,
+        max_size=20,
+    )
+)
 def test_ids_are_uuid7_and_sort_by_millisecond(times: list[datetime]) -> None:
     ids = [new_id(t) for t in times]
     assert all(i.version == 7 for i in ids)
-    for (t1, i1), (t2, i2) in zip(zip(times, ids), zip(times[1:], ids[1:]), strict=False):
+    pairs = list(zip(times, ids, strict=True))
+    for (t1, i1), (t2, i2) in itertools.pairwise(pairs):
         if int(t1.timestamp() * 1000) < int(t2.timestamp() * 1000):
             assert i1 < i2
 
@@ -91,7 +114,11 @@ def test_profile_v1_and_v2(archive_v1: dict[str, Any], archive_v2: dict[str, Any
         assert p.holland_code == "IAS"
         assert p.top_strengths(3) == ("curiosity", "loveOfLearning", "creativity")
         assert p.archetype == "The Analytical Innovator"
-        assert [c.name for c in p.careers] == ["Data Scientist", "Software Engineer", "UX Researcher"]
+        assert [c.name for c in p.careers] == [
+            "Data Scientist",
+            "Software Engineer",
+            "UX Researcher",
+        ]
     assert p1.persona_version == 1
     assert p2.persona_version == 2
     assert [r.name for r in p1.role_models] == ["Marie Curie", "B.J. Habibie"]
@@ -103,7 +130,9 @@ def test_profile_v1_and_v2(archive_v1: dict[str, Any], archive_v2: dict[str, Any
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -120,7 +149,14 @@ def test_wrong_types_are_treated_as_absent(archive_v2: dict[str, Any]) -> None:
     persona["strengths"] = "not a list"
     persona["careerRecommendation"] = [{"careerName": ""}, 42, {"name": "Teacher"}, "Nurse"]
     persona["roleModel"] = [None, {"title": "no name"}]
-    scores = {"riasec": {"investigative": "high", "social": 120, "artistic": True, "realistic": float("nan")}}
+    scores = {
+        "riasec": {
+            "investigative": "high",
+            "social": 120,
+            "artistic": True,
+            "realistic": float("nan"),
+        }
+    }
     profile = parse_profile(scores, persona)
     assert profile.strengths == ()
     assert [c.name for c in profile.careers] == ["Teacher", "Nurse"]
@@ -130,10 +166,15 @@ def test_wrong_types_are_treated_as_absent(archive_v2: dict[str, Any]) -> None:
 
 def test_profile_from_context_accepts_both_key_styles(archive_v1: dict[str, Any]) -> None:
     ours = profile_from_context(
-        {"assessment_data": archive_v1["assessment_data"], "persona_profile": archive_v1["persona_profile"]}
+        {
+            "assessment_data": archive_v1["assessment_data"],
+            "persona_profile": archive_v1["persona_profile"],
+        }
     )
     theirs = profile_from_context({"profilePersona": archive_v1["persona_profile"]})
-    assert ours is not None and ours.holland_code == "IAS"
-    assert theirs is not None and theirs.archetype == "The Analytical Innovator"
+    assert ours is not None
+    assert ours.holland_code == "IAS"
+    assert theirs is not None
+    assert theirs.archetype == "The Analytical Innovator"
     assert profile_from_context({}) is None
     assert profile_from_context({"profilePersona": "garbage"}) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -31,7 +32,9 @@ BOB = UUID("0b0b0b0b-0000-4000-8000-000000000000")
 
 def system(**kwargs: Any) -> InMemorySystem:
     kwargs.setdefault("model", RecordingModel())
-    kwargs.setdefault("rate_policy", RatePolicy(messages_per_minute=1000, conversations_per_day=1000))
+    kwargs.setdefault(
+        "rate_policy", RatePolicy(messages_per_minute=1000, conversations_per_day=1000)
+    )
     return in_memory_system(**kwargs)
 
 
@@ -41,7 +44,8 @@ async def test_create_with_defaults_and_persona() -> None:
     assert plain.title == "Percakapan Baru"
     assert plain.context_type is ContextType.GENERAL
     with_persona = await s.conversations.create(
-        ALICE, CreateConversation(title="Karier", persona_profile={"archetype": "X"}, result_id="r1")
+        ALICE,
+        CreateConversation(title="Karier", persona_profile={"archetype": "X"}, result_id="r1"),
     )
     assert with_persona.context_type is ContextType.ASSESSMENT
     assert with_persona.context_data == {"persona_profile": {"archetype": "X"}, "result_id": "r1"}
@@ -60,7 +64,8 @@ async def test_send_stores_both_messages_usage_and_events() -> None:
     assert [m.content for m in page.page.items] == ["Halo", "answer 1"]
     assert page.usage[result.assistant_message.id].model_used == "recording"
     kinds = [type(e) for e in s.events.published]
-    assert UserMessageStored in kinds and AnswerProduced in kinds
+    assert UserMessageStored in kinds
+    assert AnswerProduced in kinds
     refreshed, _ = await s.conversations.get(ALICE, conv.id)
     assert refreshed.updated_at > conv.updated_at
 
@@ -140,16 +145,29 @@ async def test_update_archive_and_delete() -> None:
     s = system()
     conv = await s.conversations.create(ALICE, CreateConversation())
     updated = await s.conversations.update(
-        ALICE, conv.id, UpdateConversation(title="Rencana", status=ConversationStatus.ARCHIVED, metadata={"pinned": True})
+        ALICE,
+        conv.id,
+        UpdateConversation(
+            title="Rencana", status=ConversationStatus.ARCHIVED, metadata={"pinned": True}
+        ),
     )
-    assert (updated.title, updated.status, updated.metadata) == ("Rencana", ConversationStatus.ARCHIVED, {"pinned": True})
+    assert (updated.title, updated.status, updated.metadata) == (
+        "Rencana",
+        ConversationStatus.ARCHIVED,
+        {"pinned": True},
+    )
     active = await s.conversations.list(ALICE, ConversationFilter(), PageRequest(limit=10))
     archived = await s.conversations.list(
-        ALICE, ConversationFilter(statuses=frozenset({ConversationStatus.ARCHIVED})), PageRequest(limit=10)
+        ALICE,
+        ConversationFilter(statuses=frozenset({ConversationStatus.ARCHIVED})),
+        PageRequest(limit=10),
     )
-    assert active.items == [] and [c.id for c in archived.items] == [conv.id]
+    assert active.items == []
+    assert [c.id for c in archived.items] == [conv.id]
     with pytest.raises(ValidationError):
-        await s.conversations.update(ALICE, conv.id, UpdateConversation(status=ConversationStatus.DELETED))
+        await s.conversations.update(
+            ALICE, conv.id, UpdateConversation(status=ConversationStatus.DELETED)
+        )
     await s.conversations.delete(ALICE, conv.id)
     with pytest.raises(NotFoundError):
         await s.conversations.get(ALICE, conv.id)
@@ -192,13 +210,13 @@ async def test_language_follows_settings_and_conversation_metadata() -> None:
     assert "Kamu adalah konselor karier" in model.requests[-1].messages[0].content
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(count=st.integers(0, 30), page_size=st.integers(1, 7), same_time=st.booleans())
 async def test_pagination_returns_every_conversation_exactly_once(
     count: int, page_size: int, same_time: bool
 ) -> None:
-    from datetime import timedelta
-
     clock = FakeClock(step=timedelta(0) if same_time else timedelta(microseconds=1))
     s = system(clock=clock)
     created = {(await s.conversations.create(ALICE, CreateConversation())).id for _ in range(count)}

@@ -1,0 +1,43 @@
+"""The PostgreSQL adapter: SQLAlchemy Core on asyncpg, Alembic migrations, row-level security.
+
+Typical use::
+
+    await migrate(url, schema)
+    engine = create_engine(url, schema)
+    uow_factory = PostgresUnitOfWorkFactory(engine)
+    async with uow_factory(user_id) as uow:
+        ...
+        await uow.commit()
+"""
+
+from adapters.postgres.database import create_engine, ping, to_async_url
+from adapters.postgres.embedded import start_embedded, stop_embedded
+from adapters.postgres.migrate import alembic_config, migrate, migration_lock_key, run_migrations
+from adapters.postgres.repositories import (
+    PostgresConversationRepository,
+    PostgresMessageRepository,
+    PostgresUsageRepository,
+)
+from adapters.postgres.tables import APP_ROLE, DEFAULT_SCHEMA, USER_SETTING, metadata
+from adapters.postgres.uow import PostgresUnitOfWork, PostgresUnitOfWorkFactory
+
+__all__ = [
+    "APP_ROLE",
+    "DEFAULT_SCHEMA",
+    "USER_SETTING",
+    "PostgresConversationRepository",
+    "PostgresMessageRepository",
+    "PostgresUnitOfWork",
+    "PostgresUnitOfWorkFactory",
+    "PostgresUsageRepository",
+    "alembic_config",
+    "create_engine",
+    "metadata",
+    "migrate",
+    "migration_lock_key",
+    "ping",
+    "run_migrations",
+    "start_embedded",
+    "stop_embedded",
+    "to_async_url",
+]

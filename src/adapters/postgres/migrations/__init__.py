@@ -1,0 +1,1 @@
+"""Alembic migrations of the PostgreSQL adapter, run by :func:`adapters.postgres.migrate`."""

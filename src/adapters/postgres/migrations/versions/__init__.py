@@ -1,0 +1,1 @@
+"""Migration scripts; Alembic loads them by path (this file only makes them package data)."""

@@ -1,0 +1,463 @@
+"""The repositories: SQLAlchemy Core statements over one unit of work's connection.
+
+Isolation between users is the database's job (row-level security under the
+service's role, set up by the unit of work); the statements below filter by
+``user_id`` only where that lets an index serve the query. Statements are built
+once (module level or cached per shape) so that each call only binds parameters
+and hits SQLAlchemy's compiled cache and asyncpg's prepared-statement cache.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import Sequence
+from typing import Any, Protocol
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    DateTime,
+    Executable,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters.postgres.tables import conversations, messages, usage_tracking
+from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
+from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
+from chatcore.pagination import PageRequest
+from chatcore.ports import ConversationFilter
+
+__all__ = [
+    "ConnectionSource",
+    "PostgresConversationRepository",
+    "PostgresMessageRepository",
+    "PostgresUsageRepository",
+]
+
+# SQLSTATE of "new row violates row-level security policy" (insufficient_privilege).
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+class ConnectionSource(Protocol):
+    """What a repository needs from its unit of work."""
+
+    user_id: UUID
+
+    async def connection(self) -> AsyncConnection:
+        """The connection, inside a transaction scoped to ``user_id``."""
+        ...
+
+
+async def _execute(source: ConnectionSource, statement: Executable, params: dict[str, Any]) -> Any:
+    connection = await source.connection()
+    try:
+        return await connection.execute(statement, params)
+    except DBAPIError as exc:
+        # The in-memory adapter raises PermissionError for a row of another user; the
+        # database says the same thing with a policy violation. Keep the two alike.
+        if getattr(exc.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+            raise PermissionError(str(exc.orig)) from exc
+        raise
+
+
+# --- conversations -----------------------------------------------------------------
+
+_c = conversations.c
+_CONVERSATION_COLUMNS = (
+    _c.id,
+    _c.user_id,
+    _c.title,
+    _c.context_type,
+    _c.context_data,
+    _c.metadata,
+    _c.status,
+    _c.created_at,
+    _c.updated_at,
+)
+
+_INSERT_CONVERSATION = insert(conversations)
+_GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(_c.id == bindparam("conversation_id"))
+_SAVE_CONVERSATION = (
+    update(conversations)
+    .where(_c.id == bindparam("conversation_id"))
+    .values(
+        title=bindparam("p_title"),
+        status=bindparam("p_status"),
+        metadata=bindparam("p_metadata", type_=_c.metadata.type),
+        context_data=bindparam("p_context_data", type_=_c.context_data.type),
+        updated_at=bindparam("p_updated_at", type_=_c.updated_at.type),
+    )
+)
+
+
+@functools.cache
+def _list_conversations(single_status: bool, by_context: bool, keyset: bool) -> Executable:
+    # One statement per shape. A single status is compared with '=' so that the
+    # (user_id, status, updated_at DESC, id DESC) index yields rows already in order and
+    # the LIMIT stops early; '= ANY(array)' would need a sort.
+    statement = select(*_CONVERSATION_COLUMNS).where(_c.user_id == bindparam("user_id"))
+    if single_status:
+        statement = statement.where(_c.status == bindparam("status"))
+    else:
+        statement = statement.where(_c.status == any_(bindparam("statuses", type_=ARRAY(String))))
+    if by_context:
+        statement = statement.where(_c.context_type == bindparam("context_type"))
+    if keyset:
+        statement = statement.where(
+            tuple_(_c.updated_at, _c.id)
+            < tuple_(
+                bindparam("after_at", type_=DateTime(timezone=True)),
+                bindparam("after_id", type_=Uuid()),
+            )
+        )
+    return (
+        statement.order_by(_c.updated_at.desc(), _c.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+def _conversation(row: Sequence[Any]) -> Conversation:
+    (id_, user_id, title, context_type, context_data, metadata, status, created, updated) = row
+    return Conversation(
+        id=id_,
+        user_id=user_id,
+        title=title,
+        context_type=ContextType(context_type),
+        context_data=context_data,
+        metadata=metadata,
+        status=ConversationStatus(status),
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+class PostgresConversationRepository:
+    """Conversations of the unit of work's user (see ``chatcore.ports.ConversationRepository``)."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    async def add(self, conversation: Conversation) -> None:
+        await _execute(
+            self._source,
+            _INSERT_CONVERSATION,
+            {
+                "id": conversation.id,
+                "user_id": conversation.user_id,
+                "title": conversation.title,
+                "context_type": conversation.context_type.value,
+                "context_data": conversation.context_data,
+                "metadata": conversation.metadata,
+                "status": conversation.status.value,
+                "created_at": conversation.created_at,
+                "updated_at": conversation.updated_at,
+            },
+        )
+
+    async def get(self, conversation_id: UUID) -> Conversation | None:
+        result = await _execute(
+            self._source, _GET_CONVERSATION, {"conversation_id": conversation_id}
+        )
+        row = result.first()
+        return None if row is None else _conversation(row)
+
+    async def save(self, conversation: Conversation) -> None:
+        # A row that row-level security hides is simply not updated, like in memory.
+        await _execute(
+            self._source,
+            _SAVE_CONVERSATION,
+            {
+                "conversation_id": conversation.id,
+                "p_title": conversation.title,
+                "p_status": conversation.status.value,
+                "p_metadata": conversation.metadata,
+                "p_context_data": conversation.context_data,
+                "p_updated_at": conversation.updated_at,
+            },
+        )
+
+    async def list(
+        self, where: ConversationFilter, page: PageRequest
+    ) -> builtins.list[Conversation]:
+        # Deleted conversations are never listed, whatever the filter asks for.
+        statuses = sorted(s.value for s in where.statuses if s is not ConversationStatus.DELETED)
+        if not statuses or page.limit <= 0:
+            return []
+        single = len(statuses) == 1
+        params: dict[str, Any] = {
+            "user_id": self._source.user_id,
+            "limit": page.limit,
+            # A cursor page starts right after the cursor; an offset only applies without one.
+            "offset": 0 if page.after is not None else max(0, page.offset),
+        }
+        if single:
+            params["status"] = statuses[0]
+        else:
+            params["statuses"] = statuses
+        if where.context_type is not None:
+            params["context_type"] = where.context_type.value
+        if page.after is not None:
+            params["after_at"] = page.after.at
+            params["after_id"] = page.after.id
+        statement = _list_conversations(
+            single, where.context_type is not None, page.after is not None
+        )
+        result = await _execute(self._source, statement, params)
+        return [_conversation(row) for row in result]
+
+
+# --- messages ----------------------------------------------------------------------
+
+_m = messages.c
+_MESSAGE_COLUMNS = (
+    _m.id,
+    _m.conversation_id,
+    _m.user_id,
+    _m.sender_type,
+    _m.content,
+    _m.parent_message_id,
+    _m.status,
+    _m.metadata,
+    _m.created_at,
+)
+
+_INSERT_MESSAGE = insert(messages)
+_GET_MESSAGE = select(*_MESSAGE_COLUMNS).where(
+    _m.id == bindparam("message_id"), _m.conversation_id == bindparam("conversation_id")
+)
+_SAVE_MESSAGE = (
+    update(messages)
+    .where(_m.id == bindparam("message_id"))
+    .values(
+        content=bindparam("p_content"),
+        status=bindparam("p_status"),
+        metadata=bindparam("p_metadata", type_=_m.metadata.type),
+    )
+)
+_MESSAGE_ORDER = (_m.created_at, _m.id)
+_LIST_MESSAGES = (
+    select(*_MESSAGE_COLUMNS)
+    .where(_m.conversation_id == bindparam("conversation_id"))
+    .order_by(*_MESSAGE_ORDER)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_LIST_MESSAGES_AFTER = (
+    select(*_MESSAGE_COLUMNS)
+    .where(
+        _m.conversation_id == bindparam("conversation_id"),
+        tuple_(*_MESSAGE_ORDER)
+        > tuple_(
+            bindparam("after_at", type_=DateTime(timezone=True)),
+            bindparam("after_id", type_=Uuid()),
+        ),
+    )
+    .order_by(*_MESSAGE_ORDER)
+    .limit(bindparam("limit"))
+)
+_RECENT_MESSAGES = (
+    select(*_MESSAGE_COLUMNS)
+    .where(_m.conversation_id == bindparam("conversation_id"))
+    .order_by(_m.created_at.desc(), _m.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def _message(row: Sequence[Any]) -> Message:
+    (id_, conversation_id, user_id, sender, content, parent, status, metadata, created) = row
+    return Message(
+        id=id_,
+        conversation_id=conversation_id,
+        user_id=user_id,
+        sender_type=SenderType(sender),
+        content=content,
+        parent_message_id=parent,
+        status=MessageStatus(status),
+        metadata=metadata,
+        created_at=created,
+    )
+
+
+class PostgresMessageRepository:
+    """Messages of the unit of work's user (see ``chatcore.ports.MessageRepository``)."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    async def add(self, message: Message) -> None:
+        await _execute(
+            self._source,
+            _INSERT_MESSAGE,
+            {
+                "id": message.id,
+                "conversation_id": message.conversation_id,
+                "user_id": message.user_id,
+                "sender_type": message.sender_type.value,
+                "content": message.content,
+                "parent_message_id": message.parent_message_id,
+                "status": message.status.value,
+                "metadata": message.metadata,
+                "created_at": message.created_at,
+            },
+        )
+
+    async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
+        result = await _execute(
+            self._source,
+            _GET_MESSAGE,
+            {"message_id": message_id, "conversation_id": conversation_id},
+        )
+        row = result.first()
+        return None if row is None else _message(row)
+
+    async def save(self, message: Message) -> None:
+        await _execute(
+            self._source,
+            _SAVE_MESSAGE,
+            {
+                "message_id": message.id,
+                "p_content": message.content,
+                "p_status": message.status.value,
+                "p_metadata": message.metadata,
+            },
+        )
+
+    async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
+        if page.limit <= 0:
+            return []
+        if page.after is not None:
+            result = await _execute(
+                self._source,
+                _LIST_MESSAGES_AFTER,
+                {
+                    "conversation_id": conversation_id,
+                    "after_at": page.after.at,
+                    "after_id": page.after.id,
+                    "limit": page.limit,
+                },
+            )
+        else:
+            result = await _execute(
+                self._source,
+                _LIST_MESSAGES,
+                {
+                    "conversation_id": conversation_id,
+                    "limit": page.limit,
+                    "offset": max(0, page.offset),
+                },
+            )
+        return [_message(row) for row in result]
+
+    async def recent(self, conversation_id: UUID, limit: int) -> builtins.list[Message]:
+        if limit <= 0:
+            return []
+        result = await _execute(
+            self._source, _RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit}
+        )
+        return [_message(row) for row in result]
+
+
+# --- usage -------------------------------------------------------------------------
+
+_u = usage_tracking.c
+_INSERT_USAGE = insert(usage_tracking)
+_USAGE_FOR_MESSAGES = (
+    select(
+        _u.id,
+        _u.user_id,
+        _u.conversation_id,
+        _u.message_id,
+        _u.model_used,
+        _u.prompt_tokens,
+        _u.completion_tokens,
+        _u.cost_credits,
+        _u.is_free_model,
+        _u.processing_time_ms,
+        _u.created_at,
+        _u.metadata,
+    )
+    .where(_u.message_id == any_(bindparam("message_ids", type_=ARRAY(Uuid()))))
+    # Oldest first: should a message have several records, the newest one wins.
+    .order_by(_u.created_at, _u.id)
+)
+
+
+def _usage(row: Sequence[Any]) -> UsageRecord:
+    (
+        id_,
+        user_id,
+        conversation_id,
+        message_id,
+        model,
+        prompt,
+        completion,
+        cost,
+        is_free,
+        processing_ms,
+        created,
+        metadata,
+    ) = row
+    return UsageRecord(
+        id=id_,
+        user_id=user_id,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        model_used=model,
+        usage=Usage(
+            prompt_tokens=prompt or 0,
+            completion_tokens=completion or 0,
+            cost=float(cost),
+            is_free_model=is_free,
+        ),
+        processing_time_ms=processing_ms or 0,
+        created_at=created,
+        metadata=metadata,
+    )
+
+
+class PostgresUsageRepository:
+    """The usage ledger of the unit of work's user (see ``chatcore.ports.UsageRepository``)."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    async def add(self, record: UsageRecord) -> None:
+        usage = record.usage
+        await _execute(
+            self._source,
+            _INSERT_USAGE,
+            {
+                "id": record.id,
+                "user_id": record.user_id,
+                "conversation_id": record.conversation_id,
+                "message_id": record.message_id,
+                "model_used": record.model_used,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+                "cost_credits": usage.cost,
+                "is_free_model": usage.is_free_model,
+                "processing_time_ms": record.processing_time_ms,
+                "metadata": record.metadata,
+                "created_at": record.created_at,
+            },
+        )
+
+    async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
+        if not message_ids:
+            return {}
+        result = await _execute(
+            self._source, _USAGE_FOR_MESSAGES, {"message_ids": list(message_ids)}
+        )
+        return {record.message_id: record for record in map(_usage, result)}

@@ -1,0 +1,146 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+Tables carry no schema (``schema=None``): the configured schema (``DB_SCHEMA``,
+default ``chat``) is applied at execution time with
+``schema_translate_map={None: schema}``, so one compiled statement serves any
+schema. The DDL itself lives in the Alembic migrations; this module mirrors it for
+queries (and a test checks that the two agree).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "APP_ROLE",
+    "DEFAULT_SCHEMA",
+    "USER_SETTING",
+    "conversations",
+    "messages",
+    "metadata",
+    "usage_tracking",
+]
+
+DEFAULT_SCHEMA = "chat"
+# The unprivileged role the service's transactions run as (``SET LOCAL ROLE``), so that
+# row-level security applies even when the login role is a superuser or the owner.
+APP_ROLE = "chatcore_app"
+# The per-transaction setting the row-level security policies read.
+USER_SETTING = "app.current_user_id"
+
+metadata = MetaData()
+
+_EMPTY_JSON = text("'{}'::jsonb")
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("user_id", Uuid(), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("context_type", String(50), nullable=False, server_default="general"),
+    Column("context_data", JSONB(), nullable=False, server_default=_EMPTY_JSON),
+    Column("metadata", JSONB(), nullable=False, server_default=_EMPTY_JSON),
+    Column("status", String(20), nullable=False, server_default="active"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    CheckConstraint("status IN ('active', 'archived', 'deleted')", name="ck_conversations_status"),
+    CheckConstraint(
+        "context_type IN ('general', 'assessment', 'career_guidance')",
+        name="ck_conversations_context_type",
+    ),
+    # Target of the (conversation_id, user_id) foreign keys below: a message or a usage
+    # row can only belong to a conversation of the same user.
+    UniqueConstraint("id", "user_id", name="uq_conversations_id_user"),
+    Index(
+        "ix_conversations_user_status_updated",
+        "user_id",
+        "status",
+        text("updated_at DESC"),
+        text("id DESC"),
+    ),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("conversation_id", Uuid(), nullable=False),
+    Column("user_id", Uuid(), nullable=False),
+    Column("sender_type", String(20), nullable=False),
+    Column("content", Text(), nullable=False),
+    Column(
+        "parent_message_id",
+        Uuid(),
+        ForeignKey("messages.id", ondelete="SET NULL", name="fk_messages_parent"),
+        nullable=True,
+    ),
+    Column("status", String(20), nullable=False, server_default="complete"),
+    Column("metadata", JSONB(), nullable=False, server_default=_EMPTY_JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["conversation_id", "user_id"],
+        ["conversations.id", "conversations.user_id"],
+        ondelete="CASCADE",
+        name="fk_messages_conversation",
+    ),
+    CheckConstraint(
+        "sender_type IN ('user', 'assistant', 'system')", name="ck_messages_sender_type"
+    ),
+    CheckConstraint(
+        "status IN ('complete', 'streaming', 'cancelled', 'failed')", name="ck_messages_status"
+    ),
+    Index("ix_messages_conversation_created", "conversation_id", "created_at", "id"),
+    Index("ix_messages_parent", "parent_message_id"),
+)
+
+usage_tracking = Table(
+    "usage_tracking",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column("user_id", Uuid(), nullable=False),
+    Column("conversation_id", Uuid(), nullable=True),
+    Column(
+        "message_id",
+        Uuid(),
+        ForeignKey("messages.id", ondelete="CASCADE", name="fk_usage_message"),
+        nullable=True,
+    ),
+    Column("model_used", String(200), nullable=False),
+    Column("prompt_tokens", Integer(), nullable=True),
+    Column("completion_tokens", Integer(), nullable=True),
+    Column("total_tokens", Integer(), nullable=True),
+    # asdecimal=False: the domain keeps cost as a float; the column stays exact numeric.
+    Column("cost_credits", Numeric(14, 8, asdecimal=False), nullable=False, server_default="0"),
+    Column("is_free_model", Boolean(), nullable=False, server_default=text("true")),
+    Column("processing_time_ms", Integer(), nullable=True),
+    Column("metadata", JSONB(), nullable=False, server_default=_EMPTY_JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["conversation_id", "user_id"],
+        ["conversations.id", "conversations.user_id"],
+        ondelete="CASCADE",
+        name="fk_usage_conversation",
+    ),
+    Index("ix_usage_user_created", "user_id", "created_at"),
+    Index("ix_usage_created", "created_at"),
+    Index("ix_usage_message", "message_id"),
+)

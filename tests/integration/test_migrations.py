@@ -1,0 +1,328 @@
+"""Migrations: idempotent, safe to run concurrently, schema as a parameter."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from adapters.postgres import (
+    APP_ROLE,
+    PostgresUnitOfWorkFactory,
+    create_engine,
+    metadata,
+    migrate,
+    to_async_url,
+)
+from chatcore.domain import Conversation, new_id
+from chatcore.pagination import PageRequest
+from chatcore.ports import ConversationFilter
+
+pytestmark = pytest.mark.postgres
+
+CreateDb = Callable[[], Awaitable[str]]
+
+# The catalog facts a migration decides: tables, columns, indexes, constraints, policies.
+_SNAPSHOT = """
+SELECT 'column', c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'index', indexdef FROM pg_indexes WHERE schemaname = :schema
+UNION ALL
+SELECT 'constraint', conname || ' ' || pg_get_constraintdef(co.oid)
+FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE n.nspname = :schema
+UNION ALL
+SELECT 'policy', tablename || ' ' || policyname || ' ' || qual || ' ' || with_check
+FROM pg_policies WHERE schemaname = :schema
+UNION ALL
+SELECT 'rls', c.relname || ' ' || c.relrowsecurity || ' ' || c.relforcerowsecurity
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = :schema AND c.relkind = 'r'
+UNION ALL
+SELECT 'version', version_num FROM {version_table}
+"""
+
+
+async def snapshot(url: str, schema: str) -> list[tuple[str, str]]:
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            version_table = (
+                conn.dialect.identifier_preparer.quote_identifier(schema) + ".alembic_version"
+            )
+            sql = _SNAPSHOT.format(version_table=version_table)
+            rows = await conn.execute(text(sql), {"schema": schema})
+            return sorted((kind, fact) for kind, fact in rows)
+    finally:
+        await engine.dispose()
+
+
+async def round_trip(url: str, schema: str) -> None:
+    """The service works on the migrated schema: write and read back one conversation."""
+    engine = create_engine(url, schema, pool_size=2)
+    try:
+        factory = PostgresUnitOfWorkFactory(engine)
+        user, now = uuid.uuid4(), datetime.now(UTC)
+        conversation = Conversation(
+            id=new_id(now), user_id=user, title="hello", created_at=now, updated_at=now
+        )
+        async with factory(user) as uow:
+            await uow.conversations.add(conversation)
+            await uow.commit()
+        async with factory(user) as uow:
+            assert await uow.conversations.get(conversation.id) == conversation
+            listed = await uow.conversations.list(ConversationFilter(), PageRequest(limit=5))
+            assert listed == [conversation]
+        async with factory(uuid.uuid4()) as uow:
+            assert await uow.conversations.get(conversation.id) is None
+    finally:
+        await engine.dispose()
+
+
+async def test_migrating_twice_changes_nothing(pg_url: str) -> None:
+    before = await snapshot(pg_url, "chat")
+    assert ("version", "0001") in before
+    await migrate(pg_url, "chat")
+    assert await snapshot(pg_url, "chat") == before
+
+
+async def migrate_in_subprocess(url: str, schema: str = "chat") -> None:
+    """Migrate from another Python process, as another replica would."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from adapters.postgres import run_migrations;"
+        " run_migrations(sys.argv[1], sys.argv[2])",
+        url,
+        schema,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, output.decode(errors="replace")
+
+
+async def test_concurrent_migrations_of_one_database(create_db: CreateDb) -> None:
+    # Two processes (the advisory lock) and two tasks of this one (the in-process lock).
+    url = await create_db()
+    await asyncio.gather(
+        migrate_in_subprocess(url), migrate_in_subprocess(url), migrate(url), migrate(url)
+    )
+    facts = await snapshot(url, "chat")
+    assert ("version", "0001") in facts
+    await round_trip(url, "chat")
+
+
+async def test_concurrent_migrations_of_two_databases(create_db: CreateDb) -> None:
+    # Advisory locks are per database: these really run at the same time, and race on
+    # the cluster-wide role (see also the deterministic race below).
+    first, second = await asyncio.gather(create_db(), create_db())
+    await asyncio.gather(
+        migrate_in_subprocess(first),
+        migrate_in_subprocess(second),
+        migrate(first, "chat_other"),
+        migrate(second, "chat_other"),
+    )
+    assert await snapshot(first, "chat") == await snapshot(second, "chat")
+    await asyncio.gather(round_trip(first, "chat"), round_trip(second, "chat_other"))
+
+
+async def _wait_until_blocked(conn: AsyncConnection, pid: int) -> None:
+    for _ in range(200):
+        waiting = await conn.execute(
+            text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+        if waiting.scalar() == "Lock":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second creator never waited on the first")
+
+
+async def test_role_creation_tolerates_a_concurrent_creator(
+    pg_engine: AsyncEngine, create_db: CreateDb
+) -> None:
+    # The cluster-wide role race, made deterministic with a throwaway role: the first
+    # creator's transaction stays open while the second one (in another database, where
+    # the migration advisory lock does not reach) blocks on pg_authid's unique index;
+    # when the first commits, the second gets unique_violation and must shrug it off.
+    initial = importlib.import_module("adapters.postgres.migrations.versions.0001_initial")
+    role = f"chatcore_race_{uuid.uuid4().hex[:10]}"
+    create_role: str = initial.create_role_sql(role)
+    other = create_async_engine(to_async_url(await create_db()), poolclass=NullPool)
+    try:
+        async with pg_engine.connect() as first, other.connect() as second:
+            await first.begin()
+            await second.begin()
+            await first.execute(text(create_role))
+            second_pid = (await second.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            blocked = asyncio.ensure_future(second.execute(text(create_role)))
+            async with pg_engine.connect() as watcher:
+                await _wait_until_blocked(watcher, second_pid)
+            await first.commit()
+            await asyncio.wait_for(blocked, timeout=10)
+            await second.commit()
+        async with pg_engine.connect() as conn:
+            count = await conn.execute(
+                text("SELECT count(*) FROM pg_roles WHERE rolname = :role"), {"role": role}
+            )
+            assert count.scalar() == 1
+    finally:
+        await other.dispose()
+        async with pg_engine.connect() as conn:
+            await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            await conn.commit()
+
+
+@pytest.mark.parametrize("schema", ["chat_alt", "Chat-Alt"])
+async def test_a_non_default_schema(create_db: CreateDb, schema: str) -> None:
+    url = await create_db()
+    await migrate(url, schema)
+    facts = await snapshot(url, schema)
+    assert ("version", "0001") in facts
+    assert ("rls", "conversations true true") in facts
+    # Nothing leaked into the default schema name.
+    assert not await _schema_exists(url, "chat")
+    await round_trip(url, schema)
+    # A second schema in the same database migrates independently.
+    await migrate(url, "chat")
+    await round_trip(url, "chat")
+    assert [f for f in await snapshot(url, schema) if f[0] != "version"] == [
+        f for f in facts if f[0] != "version"
+    ]
+
+
+async def _schema_exists(url: str, schema: str) -> bool:
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = :s)"), {"s": schema}
+            )
+            return bool(found.scalar())
+    finally:
+        await engine.dispose()
+
+
+async def test_query_tables_match_the_migration(pg_engine: AsyncEngine) -> None:
+    # tables.py (used by the queries) and the migration (which made the database) are
+    # written separately; Alembic's autogenerate comparison says whether they agree.
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "version_table_schema": "chat",
+            },
+        )
+        return [d for d in compare_metadata(context, metadata) if "alembic_version" not in str(d)]
+
+    async with pg_engine.connect() as conn:
+        # The metadata has no schema: compare it with the search path's first schema.
+        await conn.execute(text("SET LOCAL search_path TO chat"))
+        assert await conn.run_sync(compare) == []
+
+
+async def test_service_role_is_granted_what_it_needs_only(pg_engine: AsyncEngine) -> None:
+    async with pg_engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)"
+                " FROM information_schema.role_table_grants"
+                " WHERE grantee = :role AND table_schema = 'chat' GROUP BY table_name"
+            ),
+            {"role": APP_ROLE},
+        )
+        grants: dict[str, str] = dict(rows.all())
+    assert grants == dict.fromkeys(
+        ("conversations", "messages", "usage_tracking"), "DELETE,INSERT,SELECT,UPDATE"
+    )
+
+
+async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
+    pg_engine: AsyncEngine, pg_server_url: str
+) -> None:
+    # Managed databases give a login that is no superuser but may create roles. The
+    # migration must then grant itself the right to SET ROLE to the service role (on
+    # PostgreSQL 16 a CREATEROLE user holds only ADMIN on the roles it created, which is
+    # simulated here), and FORCE must hold the owner to the policies.
+    async with pg_engine.connect() as conn:
+        superuser, version = (
+            await conn.execute(
+                text(
+                    "SELECT rolsuper, current_setting('server_version_num')::int"
+                    " FROM pg_roles WHERE rolname = session_user"
+                )
+            )
+        ).one()
+    if not superuser:
+        pytest.skip("needs a superuser login to create the owner role")
+    owner, password = f"chatcore_owner_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    database = f"chatcore_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(
+        to_async_url(pg_server_url), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    owner_url = (
+        make_url(pg_server_url)
+        .set(username=owner, password=password, database=database)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(
+                text(
+                    f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'"
+                    " NOSUPERUSER CREATEROLE NOBYPASSRLS"
+                )
+            )
+            if version >= 160000:
+                await conn.execute(
+                    text(f"GRANT {APP_ROLE} TO {owner} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE")
+                )
+            await conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
+        await migrate(owner_url, "chat")
+        await round_trip(owner_url, "chat")
+
+        engine = create_engine(owner_url, pool_size=1)
+        try:
+            factory = PostgresUnitOfWorkFactory(engine)
+            user, now = uuid.uuid4(), datetime.now(UTC)
+            async with factory(user) as uow:
+                await uow.conversations.add(
+                    Conversation(
+                        id=new_id(now), user_id=user, title="x", created_at=now, updated_at=now
+                    )
+                )
+                await uow.commit()
+            async with engine.connect() as conn:
+                # The owner itself, without the role switch and without a user: nothing.
+                count = await conn.execute(text("SELECT count(*) FROM chat.conversations"))
+                assert count.scalar() == 0
+                await conn.execute(
+                    text("SELECT set_config('app.current_user_id', :u, true)"), {"u": str(user)}
+                )
+                count = await conn.execute(text("SELECT count(*) FROM chat.conversations"))
+                assert count.scalar() == 1
+        finally:
+            await engine.dispose()
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            await conn.execute(text(f"DROP OWNED BY {owner}"))
+            await conn.execute(text(f"DROP ROLE IF EXISTS {owner}"))
+        await admin.dispose()

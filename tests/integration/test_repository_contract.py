@@ -1,0 +1,489 @@
+"""One contract for the repositories, run against the in-memory and the PostgreSQL adapter.
+
+Both implementations must behave the same through the ports (``chatcore.ports``), so
+that unit tests on the in-memory adapter say something about production. Every test
+works with fresh user ids, so the PostgreSQL runs share one database safely.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.postgres import PostgresUnitOfWorkFactory
+from chatcore.domain import (
+    ContextType,
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageStatus,
+    SenderType,
+    Usage,
+    UsageRecord,
+    new_id,
+)
+from chatcore.pagination import Cursor, PageRequest
+from chatcore.ports import ConversationFilter, UnitOfWorkFactory
+
+T0 = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
+ALL_STATUSES = frozenset(ConversationStatus)
+LISTABLE = frozenset({ConversationStatus.ACTIVE, ConversationStatus.ARCHIVED})
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def uow_factory(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
+    """A unit-of-work factory of each implementation, with its own empty-enough store."""
+    if request.param == "memory":
+        memory = pytest.importorskip("adapters.memory")
+        factory: UnitOfWorkFactory = memory.InMemoryUnitOfWorkFactory(memory.InMemoryStore())
+        return factory
+    return PostgresUnitOfWorkFactory(request.getfixturevalue("pg_engine"))
+
+
+def make_conversation(user_id: UUID, at: datetime = T0, **fields: Any) -> Conversation:
+    return Conversation(
+        id=fields.pop("id", None) or new_id(at),
+        user_id=user_id,
+        title=fields.pop("title", "Career plans"),
+        created_at=fields.pop("created_at", at),
+        updated_at=fields.pop("updated_at", at),
+        **fields,
+    )
+
+
+def make_message(conversation: Conversation, at: datetime, **fields: Any) -> Message:
+    return Message(
+        id=new_id(at),
+        conversation_id=conversation.id,
+        user_id=conversation.user_id,
+        sender_type=fields.pop("sender_type", SenderType.USER),
+        content=fields.pop("content", "What should I study?"),
+        created_at=at,
+        **fields,
+    )
+
+
+async def store(factory: UnitOfWorkFactory, user_id: UUID, *items: Conversation | Message) -> None:
+    async with factory(user_id) as uow:
+        for item in items:
+            if isinstance(item, Conversation):
+                await uow.conversations.add(item)
+            else:
+                await uow.messages.add(item)
+        await uow.commit()
+
+
+async def list_all(
+    factory: UnitOfWorkFactory, user_id: UUID, where: ConversationFilter, page_size: int
+) -> list[Conversation]:
+    """Every page, each starting after the previous page's last item."""
+    seen: list[Conversation] = []
+    after: Cursor | None = None
+    async with factory(user_id) as uow:
+        for _ in range(1000):
+            page = await uow.conversations.list(where, PageRequest(limit=page_size, after=after))
+            assert len(page) <= page_size
+            seen.extend(page)
+            if len(page) < page_size:
+                return seen
+            after = Cursor(page[-1].updated_at, page[-1].id)
+    raise AssertionError("pagination does not end")
+
+
+def expected_order(items: list[Conversation], where: ConversationFilter) -> list[Conversation]:
+    kept = [
+        c
+        for c in items
+        if c.status in where.statuses
+        and c.status is not ConversationStatus.DELETED
+        and (where.context_type is None or c.context_type is where.context_type)
+    ]
+    return sorted(kept, key=lambda c: (c.updated_at, c.id), reverse=True)
+
+
+# --- round trips ---------------------------------------------------------------------
+
+
+async def test_conversation_round_trip_keeps_every_field(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    original = make_conversation(
+        user,
+        title="Ünïcode ✓ — “quotes” and 'apostrophes'",
+        context_type=ContextType.ASSESSMENT,
+        context_data={
+            "resultsId": str(uuid.uuid4()),
+            "assessment_data": {"riasec": {"investigative": 91, "artistic": 40}},
+            "persona_profile": {"archetype": "The Analyst", "strengths": ["a", "b"]},
+            "nested": [1, 2.5, True, None, {"deep": ["x"]}],
+        },
+        metadata={"pinned": True, "tags": ["career"], "score": 0.75},
+        status=ConversationStatus.ARCHIVED,
+        created_at=T0,
+        updated_at=T0 + timedelta(microseconds=1),
+    )
+    await store(uow_factory, user, original)
+
+    async with uow_factory(user) as uow:
+        loaded = await uow.conversations.get(original.id)
+    assert loaded == original
+    assert loaded is not None
+    assert loaded.context_type is ContextType.ASSESSMENT
+    assert loaded.status is ConversationStatus.ARCHIVED
+    assert loaded.updated_at.utcoffset() == timedelta(0)
+    assert loaded.updated_at - loaded.created_at == timedelta(microseconds=1)
+
+
+async def test_conversation_save_writes_back_the_mutable_fields(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user = uuid.uuid4()
+    original = make_conversation(user)
+    await store(uow_factory, user, original)
+
+    later = T0 + timedelta(minutes=5, microseconds=7)
+    async with uow_factory(user) as uow:
+        conversation = await uow.conversations.get(original.id)
+        assert conversation is not None
+        conversation.rename("  A   new title ", later)
+        conversation.change_status(ConversationStatus.ARCHIVED, later)
+        conversation.replace_metadata({"k": [1, {"v": None}]}, later)
+        conversation.replace_context_data({"resultsId": "r-1"}, later)
+        await uow.conversations.save(conversation)
+        await uow.commit()
+
+    async with uow_factory(user) as uow:
+        loaded = await uow.conversations.get(original.id)
+    assert loaded == conversation
+    assert loaded is not None
+    assert (loaded.title, loaded.created_at, loaded.updated_at) == ("A new title", T0, later)
+
+
+async def test_message_round_trip_and_save(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    question = make_message(conversation, T0 + timedelta(seconds=1))
+    answer = make_message(
+        conversation,
+        T0 + timedelta(seconds=2, microseconds=1),
+        sender_type=SenderType.ASSISTANT,
+        content="",
+        parent_message_id=question.id,
+        status=MessageStatus.STREAMING,
+        metadata={"model": "offline"},
+    )
+    await store(uow_factory, user, conversation, question, answer)
+
+    async with uow_factory(user) as uow:
+        assert await uow.messages.get(conversation.id, question.id) == question
+        loaded = await uow.messages.get(conversation.id, answer.id)
+        assert loaded == answer
+        assert loaded is not None
+        assert loaded.sender_type is SenderType.ASSISTANT
+        assert loaded.status is MessageStatus.STREAMING
+        loaded.content = "Consider data science. 🚀"
+        loaded.status = MessageStatus.COMPLETE
+        loaded.metadata = {"model": "offline", "finish_reason": "stop", "processing_time_ms": 12}
+        await uow.messages.save(loaded)
+        await uow.commit()
+
+    async with uow_factory(user) as uow:
+        assert await uow.messages.get(conversation.id, answer.id) == loaded
+
+
+async def test_usage_add_and_for_messages(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    answers = [
+        make_message(conversation, T0 + timedelta(seconds=i), sender_type=SenderType.ASSISTANT)
+        for i in range(3)
+    ]
+    await store(uow_factory, user, conversation, *answers)
+    records = [
+        UsageRecord(
+            id=new_id(T0),
+            user_id=user,
+            conversation_id=conversation.id,
+            message_id=answer.id,
+            model_used=model,
+            usage=Usage(
+                prompt_tokens=100 + i,
+                completion_tokens=20 * i,
+                cost=cost,
+                is_free_model=cost == 0,
+            ),
+            processing_time_ms=250 + i,
+            created_at=T0 + timedelta(seconds=i, microseconds=3),
+            metadata={"fallback": i > 0},
+        )
+        for i, (answer, model, cost) in enumerate(
+            zip(
+                answers[:2],
+                ["qwen/qwen3-235b-a22b-07-25:free", "openai/gpt-4o-mini"],
+                [0.0, 0.00012345],
+                strict=True,
+            )
+        )
+    ]
+    async with uow_factory(user) as uow:
+        for record in records:
+            await uow.usage.add(record)
+        await uow.commit()
+
+    async with uow_factory(user) as uow:
+        found = await uow.usage.for_messages([a.id for a in answers] + [uuid.uuid4()])
+        assert found == {r.message_id: r for r in records}
+        assert found[answers[1].id].usage.total_tokens == 121
+        assert await uow.usage.for_messages([]) == {}
+        assert await uow.usage.for_messages([answers[2].id]) == {}
+    async with uow_factory(uuid.uuid4()) as uow:
+        assert await uow.usage.for_messages([a.id for a in answers]) == {}
+
+
+# --- transactions and isolation ------------------------------------------------------
+
+
+async def test_nothing_stays_without_commit(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    message = make_message(conversation, T0)
+    async with uow_factory(user) as uow:
+        await uow.conversations.add(conversation)
+        await uow.messages.add(message)
+
+    async def fail_midway() -> None:
+        async with uow_factory(user) as uow:
+            await uow.conversations.add(make_conversation(user))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_midway()
+
+    async with uow_factory(user) as uow:
+        assert await uow.conversations.get(conversation.id) is None
+        assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=10)) == []
+        assert await uow.messages.list(conversation.id, PageRequest(limit=10)) == []
+
+
+async def test_changes_after_a_commit_need_another_commit(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    first, second = make_conversation(user), make_conversation(user)
+    async with uow_factory(user) as uow:
+        await uow.conversations.add(first)
+        await uow.commit()
+        await uow.conversations.add(second)
+    async with uow_factory(user) as uow:
+        assert await uow.conversations.get(first.id) == first
+        assert await uow.conversations.get(second.id) is None
+
+
+async def test_another_user_can_neither_see_nor_change(uow_factory: UnitOfWorkFactory) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    conversation = make_conversation(alice)
+    message = make_message(conversation, T0)
+    await store(uow_factory, alice, conversation, message)
+
+    async with uow_factory(bob) as uow:
+        assert await uow.conversations.get(conversation.id) is None
+        where = ConversationFilter(statuses=ALL_STATUSES)
+        assert await uow.conversations.list(where, PageRequest(limit=100)) == []
+        assert await uow.messages.get(conversation.id, message.id) is None
+        assert await uow.messages.list(conversation.id, PageRequest(limit=10)) == []
+        assert await uow.messages.recent(conversation.id, 10) == []
+        hijacked = make_conversation(alice, id=conversation.id, title="Hijacked")
+        await uow.conversations.save(hijacked)  # touches nothing, reveals nothing
+        edited = make_message(conversation, T0, content="Hijacked")
+        edited.id = message.id
+        await uow.messages.save(edited)
+        await uow.commit()
+
+    async with uow_factory(alice) as uow:
+        assert await uow.conversations.get(conversation.id) == conversation
+        assert await uow.messages.get(conversation.id, message.id) == message
+
+
+async def test_rows_of_another_user_cannot_be_added(uow_factory: UnitOfWorkFactory) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+
+    async def add_for_alice() -> None:
+        async with uow_factory(bob) as uow:
+            await uow.conversations.add(make_conversation(alice))
+            await uow.commit()
+
+    with pytest.raises(PermissionError):
+        await add_for_alice()
+    async with uow_factory(alice) as uow:
+        assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=5)) == []
+
+
+# --- conversation listing ------------------------------------------------------------
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=3),  # few distinct times: many ties
+            st.sampled_from(list(ConversationStatus)),
+            st.sampled_from(list(ContextType)),
+        ),
+        max_size=12,
+    ),
+    page_size=st.integers(min_value=1, max_value=5),
+    statuses=st.sets(st.sampled_from(list(ConversationStatus)), min_size=1),
+    context_type=st.none() | st.sampled_from(list(ContextType)),
+)
+async def test_keyset_pages_return_each_conversation_once_in_order(
+    uow_factory: UnitOfWorkFactory,
+    rows: list[tuple[int, ConversationStatus, ContextType]],
+    page_size: int,
+    statuses: set[ConversationStatus],
+    context_type: ContextType | None,
+) -> None:
+    user = uuid.uuid4()  # a fresh user per example: examples share the store
+    items = [
+        make_conversation(
+            user,
+            created_at=T0,
+            updated_at=T0 + timedelta(microseconds=tick),
+            status=status,
+            context_type=kind,
+        )
+        for tick, status, kind in rows
+    ]
+    await store(uow_factory, user, *items)
+    where = ConversationFilter(statuses=frozenset(statuses), context_type=context_type)
+    listed = await list_all(uow_factory, user, where, page_size)
+    assert listed == expected_order(items, where)
+
+
+async def test_identical_timestamps_are_ordered_by_id(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    items = [make_conversation(user) for _ in range(7)]  # all at T0
+    await store(uow_factory, user, *items)
+    expected = sorted(items, key=lambda c: c.id, reverse=True)
+    for page_size in range(1, 9):
+        assert await list_all(uow_factory, user, ConversationFilter(), page_size) == expected
+
+
+async def test_filters_and_deleted_conversations(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    at = [T0 + timedelta(seconds=i) for i in range(4)]
+    active = make_conversation(user, at[0])
+    guidance = make_conversation(user, at[1], context_type=ContextType.CAREER_GUIDANCE)
+    archived = make_conversation(user, at[2], status=ConversationStatus.ARCHIVED)
+    deleted = make_conversation(user, at[3], status=ConversationStatus.DELETED)
+    await store(uow_factory, user, active, guidance, archived, deleted)
+    page = PageRequest(limit=10)
+
+    async with uow_factory(user) as uow:
+        listed = uow.conversations.list
+        assert await listed(ConversationFilter(), page) == [guidance, active]
+        by_archived = ConversationFilter(statuses=frozenset({ConversationStatus.ARCHIVED}))
+        assert await listed(by_archived, page) == [archived]
+        assert await listed(ConversationFilter(statuses=LISTABLE), page) == [
+            archived,
+            guidance,
+            active,
+        ]
+        by_deleted = ConversationFilter(statuses=frozenset({ConversationStatus.DELETED}))
+        assert await listed(by_deleted, page) == []
+        assert await listed(ConversationFilter(statuses=ALL_STATUSES), page) == [
+            archived,
+            guidance,
+            active,
+        ]
+        career = ConversationFilter(statuses=LISTABLE, context_type=ContextType.CAREER_GUIDANCE)
+        assert await listed(career, page) == [guidance]
+        assessment = ConversationFilter(context_type=ContextType.ASSESSMENT)
+        assert await listed(assessment, page) == []
+        # A deleted conversation is still there for get (the service answers 404 itself).
+        assert await uow.conversations.get(deleted.id) == deleted
+
+
+async def test_deleting_removes_from_the_list(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    await store(uow_factory, user, conversation)
+    async with uow_factory(user) as uow:
+        conversation.change_status(ConversationStatus.DELETED, T0 + timedelta(seconds=1))
+        await uow.conversations.save(conversation)
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        where = ConversationFilter(statuses=ALL_STATUSES)
+        assert await uow.conversations.list(where, PageRequest(limit=5)) == []
+        assert await uow.conversations.get(conversation.id) == conversation
+
+
+async def test_offset_pages(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    items = [make_conversation(user, T0 + timedelta(seconds=i % 3)) for i in range(8)]
+    await store(uow_factory, user, *items)
+    expected = expected_order(items, ConversationFilter())
+    async with uow_factory(user) as uow:
+        for size in (1, 3, 5, 8, 9):
+            pages = [
+                await uow.conversations.list(
+                    ConversationFilter(), PageRequest(limit=size, offset=offset)
+                )
+                for offset in range(0, len(items) + size, size)
+            ]
+            assert [c for page in pages for c in page] == expected
+        past_the_end = PageRequest(limit=5, offset=len(items))
+        assert await uow.conversations.list(ConversationFilter(), past_the_end) == []
+        assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=0)) == []
+
+
+# --- message listing -----------------------------------------------------------------
+
+
+async def test_messages_pages_recent_and_get(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation, other = make_conversation(user), make_conversation(user)
+    # Groups of identical timestamps: the id breaks the ties.
+    messages = [
+        make_message(conversation, T0 + timedelta(microseconds=i // 3), content=f"m{i}")
+        for i in range(10)
+    ]
+    elsewhere = make_message(other, T0)
+    await store(uow_factory, user, conversation, other, *reversed(messages), elsewhere)
+    expected = sorted(messages, key=lambda m: (m.created_at, m.id))
+
+    async with uow_factory(user) as uow:
+        for size in range(1, 12):
+            keyset: list[Message] = []
+            after: Cursor | None = None
+            while True:
+                page = await uow.messages.list(
+                    conversation.id, PageRequest(limit=size, after=after)
+                )
+                keyset.extend(page)
+                if len(page) < size:
+                    break
+                after = Cursor(page[-1].created_at, page[-1].id)
+            assert keyset == expected
+            offset_pages = [
+                await uow.messages.list(conversation.id, PageRequest(limit=size, offset=offset))
+                for offset in range(0, len(messages) + size, size)
+            ]
+            assert [m for page in offset_pages for m in page] == expected
+
+        assert await uow.messages.recent(conversation.id, 4) == expected[::-1][:4]
+        assert await uow.messages.recent(conversation.id, 50) == expected[::-1]
+        assert await uow.messages.recent(conversation.id, 0) == []
+        assert await uow.messages.list(other.id, PageRequest(limit=5)) == [elsewhere]
+
+        assert await uow.messages.get(conversation.id, messages[0].id) == messages[0]
+        # A message is only found through its own conversation.
+        assert await uow.messages.get(other.id, messages[0].id) is None
+        assert await uow.messages.get(conversation.id, elsewhere.id) is None
+        assert await uow.messages.get(conversation.id, uuid.uuid4()) is None
