@@ -61,7 +61,9 @@ class Container:
         self.closers.clear()
 
 
-async def _database(settings: Settings) -> tuple[UnitOfWorkFactory, Check, Callable[[], Awaitable[Any]], str]:
+async def _database(
+    settings: Settings,
+) -> tuple[UnitOfWorkFactory, Check, Callable[[], Awaitable[Any]], str]:
     # Imported here so that in-memory users of bootstrap do not load SQLAlchemy.
     from adapters.postgres import (  # noqa: PLC0415
         PostgresUnitOfWorkFactory,
@@ -72,10 +74,11 @@ async def _database(settings: Settings) -> tuple[UnitOfWorkFactory, Check, Calla
     )
 
     url = settings.database_url
-    where = "external"
+    pgdata = settings.data_dir / "pgdata"
+    where = f"embedded ({pgdata})" if url and str(pgdata.resolve()) in url else "external"
     if url is None:
         url = await asyncio.to_thread(start_embedded, settings.data_dir)
-        where = f"embedded ({settings.data_dir / 'pgdata'})"
+        where = f"embedded ({pgdata})"
         await migrate(url, settings.db_schema)
     engine = create_engine(url, settings.db_schema)
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
+from entrypoints.http.app import DEFAULTS_LOGGED_ENV
 from entrypoints.logs import configure_logging, get_logger
 from entrypoints.settings import ConfigError, Settings, load_settings
 
@@ -49,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.database_url is None:
         # Started here, once, so that every server worker shares the same database.
         os.environ["DATABASE_URL"] = _embedded_database(settings)
+    os.environ[DEFAULTS_LOGGED_ENV] = "1"  # the workers need not repeat the lines above
     from entrypoints.auth import resolve_jwt_secret  # noqa: PLC0415
 
     resolve_jwt_secret(settings.jwt_secret, settings.data_dir)  # generate before workers race

@@ -51,7 +51,15 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("sqlalchemy.engine", "asyncio", "httpx", "aiormq", "aio_pika"):
+    for noisy in (
+        "sqlalchemy.engine",
+        "asyncio",
+        "httpx",
+        "aiormq",
+        "aio_pika",
+        "pgserver",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

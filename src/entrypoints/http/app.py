@@ -24,7 +24,10 @@ from entrypoints.logs import configure_logging, get_logger
 from entrypoints.metrics import Metrics
 from entrypoints.settings import Settings, load_settings
 
-__all__ = ["ChatcoreApp", "create_app", "create_app_from_env"]
+__all__ = ["DEFAULTS_LOGGED_ENV", "ChatcoreApp", "create_app", "create_app_from_env"]
+
+DEFAULTS_LOGGED_ENV = "CHATCORE_DEFAULTS_LOGGED"
+"""Set by ``chatcore serve`` once it has logged the defaults, so workers do not repeat them."""
 
 _log = get_logger("chatcore.app")
 
@@ -42,7 +45,7 @@ class ChatcoreApp(Litestar):
         await self.request_context.around(scope, receive, send, super().__call__)
 
 
-def _log_startup(container: Container) -> None:
+def _log_startup(container: Container, *, log_defaults: bool) -> None:
     settings = container.settings
     explain = {
         "DATABASE_URL": f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}",
@@ -50,7 +53,7 @@ def _log_startup(container: Container) -> None:
         "JWT_SECRET": f"development secret in {settings.data_dir / 'jwt_secret'}",
         "REDIS_URL": "in-process rate limits (not shared between replicas)",
     }
-    for name in settings.defaults_used:
+    for name in settings.defaults_used if log_defaults else ():
         if name in explain:
             _log.info("default in use", variable=name, using=explain[name])
     _log.info("chatcore ready", version=chatcore.__version__, **container.info)
@@ -60,6 +63,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     container: Container | None = None,
+    log_defaults: bool = True,
     **overrides: Any,
 ) -> ChatcoreApp:
     """Build the app. With ``container`` given it is used as is (and not closed);
@@ -73,7 +77,7 @@ def create_app(
         built = container or await bootstrap(settings, metrics=metrics, **overrides)
         app.state.container = built
         if owned:
-            _log_startup(built)
+            _log_startup(built, log_defaults=log_defaults)
         try:
             yield
         finally:
@@ -97,6 +101,7 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin()],
         ),
         debug=False,
+        logging_config=None,  # logging is configure_logging's; Litestar's would replace it
     )
     app.request_context = RequestContext(metrics)
     return app
@@ -106,4 +111,4 @@ def create_app_from_env() -> ChatcoreApp:
     """Factory for ASGI servers: settings from the environment, logging configured."""
     settings = load_settings(os.environ)
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, log_defaults=os.environ.get(DEFAULTS_LOGGED_ENV) != "1")
