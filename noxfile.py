@@ -6,7 +6,15 @@ installed with ``pip install -e '.[dev]'``), so nothing is installed twice.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import nox
+
+# The tools live beside the Python that runs nox (the project's venv), which need not
+# be on PATH when nox is started as .venv/bin/nox.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "none"

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
-from entrypoints.http.app import DEFAULTS_LOGGED_ENV
 from entrypoints.logs import configure_logging, get_logger
-from entrypoints.settings import ConfigError, Settings, load_settings
+from entrypoints.settings import DEFAULTS_LOGGED_ENV, ConfigError, Settings, load_settings
 
 __all__ = ["main"]
 

@@ -17,7 +17,10 @@ from chatcore.limits import RatePolicy
 from chatcore.prompts import LANGUAGES
 from chatcore.services import ChatSettings
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULTS_LOGGED_ENV", "ConfigError", "Settings", "load_settings"]
+
+DEFAULTS_LOGGED_ENV = "CHATCORE_DEFAULTS_LOGGED"
+"""Set by ``chatcore serve`` once it has logged the defaults, so workers do not repeat them."""
 
 
 class ConfigError(ValueError):

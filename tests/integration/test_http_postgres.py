@@ -110,7 +110,8 @@ def test_a_database_that_is_down_gives_503_not_500(tmp_path: Path) -> None:
     with TestClient(create_app(_settings(tmp_path, url))) as down:
         ready = down.get("/health/ready")
         assert ready.status_code == 503
-        assert ready.json()["data"]["checks"] == {"database": False}
+        assert ready.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert ready.json()["error"]["details"]["checks"] == {"database": False}
         assert down.get("/health/live").status_code == 200
         response = down.post("/conversations", json={}, headers=_headers(uuid.uuid4()))
         assert response.status_code == 503

@@ -47,7 +47,9 @@ class RedisRateLimiter:
         allowed, remaining, retry_ms = (int(x) for x in result)
         if allowed:
             return RateDecision(allowed=True, remaining=remaining)
-        return RateDecision(allowed=False, remaining=0, retry_after=max(1, math.ceil(retry_ms / 1000)))
+        return RateDecision(
+            allowed=False, remaining=0, retry_after=max(1, math.ceil(retry_ms / 1000))
+        )
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.di import Provide
+from litestar.exceptions import SerializationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -22,14 +23,22 @@ from entrypoints.http.health import metrics as metrics_endpoint
 from entrypoints.http.middleware import RequestContext
 from entrypoints.logs import configure_logging, get_logger
 from entrypoints.metrics import Metrics
-from entrypoints.settings import Settings, load_settings
+from entrypoints.settings import DEFAULTS_LOGGED_ENV, Settings, load_settings
 
-__all__ = ["DEFAULTS_LOGGED_ENV", "ChatcoreApp", "create_app", "create_app_from_env"]
-
-DEFAULTS_LOGGED_ENV = "CHATCORE_DEFAULTS_LOGGED"
-"""Set by ``chatcore serve`` once it has logged the defaults, so workers do not repeat them."""
+__all__ = ["ChatcoreApp", "create_app", "create_app_from_env"]
 
 _log = get_logger("chatcore.app")
+
+
+class ChatcoreRequest(Request[Any, Any, Any]):
+    """A request whose JSON body may be nested too deeply to decode: that is the
+    client's error (400), not a RecursionError (500)."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except RecursionError:
+            raise SerializationException("the JSON body is nested too deeply") from None
 
 
 class ChatcoreApp(Litestar):
@@ -91,6 +100,7 @@ def create_app(
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ChatcoreRequest,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

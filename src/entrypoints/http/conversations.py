@@ -40,6 +40,9 @@ Cursor = Annotated[
 
 
 class ConversationController(Controller):
+    """Path ids are routed as strings and parsed by the handlers' ``UUID`` annotation,
+    so a malformed id is a 400 ``VALIDATION_ERROR`` (not an unmatched route's 404)."""
+
     path = "/conversations"
     tags = ["conversations"]
     guards = [authenticate]
@@ -94,7 +97,7 @@ class ConversationController(Controller):
             )
         )
 
-    @get("/{conversation_id:uuid}", summary="Get a conversation")
+    @get("/{conversation_id:str}", summary="Get a conversation")
     async def get_conversation(
         self,
         conversation_id: UUID,
@@ -110,7 +113,7 @@ class ConversationController(Controller):
         )
         return Ok(data=conversation_out(conversation, messages if include_messages else None))
 
-    @put("/{conversation_id:uuid}", summary="Update a conversation")
+    @put("/{conversation_id:str}", summary="Update a conversation")
     async def update_conversation(
         self,
         conversation_id: UUID,
@@ -130,7 +133,7 @@ class ConversationController(Controller):
         )
         return Ok(message="Conversation updated", data=conversation_out(conversation))
 
-    @delete("/{conversation_id:uuid}", status_code=200, summary="Delete a conversation (soft)")
+    @delete("/{conversation_id:str}", status_code=200, summary="Delete a conversation (soft)")
     async def delete_conversation(
         self, conversation_id: UUID, container: Container, principal: Principal
     ) -> Ok[None]:
@@ -138,7 +141,7 @@ class ConversationController(Controller):
         return Ok(message="Conversation deleted", data=None)
 
     @post(
-        "/{conversation_id:uuid}/messages",
+        "/{conversation_id:str}/messages",
         status_code=201,
         summary="Send a message and get the advisor's answer",
     )
@@ -166,7 +169,7 @@ class ConversationController(Controller):
             ),
         )
 
-    @get("/{conversation_id:uuid}/messages", summary="List messages, oldest first")
+    @get("/{conversation_id:str}/messages", summary="List messages, oldest first")
     async def list_messages(
         self,
         conversation_id: UUID,

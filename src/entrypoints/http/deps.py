@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
 
 from chatcore.pagination import PageRequest, decode_cursor
 from entrypoints.auth import Principal

@@ -87,8 +87,13 @@ def _validation(request: Request[Any, Any, Any], exc: Exception) -> Response[byt
     message = exc.detail or "invalid request"
     if isinstance(details, list) and details and isinstance(details[0], dict):
         first = details[0]
-        if first.get("message"):
-            message = f"{first.get('key') or 'body'}: {first['message']}"
+        if first.get("key") == "data" and first.get("message") == "'data'":
+            # Litestar's way of saying that a required body is missing.
+            message = "a JSON request body is required"
+            details = [{"message": "required", "key": "body", "source": "body"}]
+        elif first.get("message"):
+            key = first.get("key")
+            message = f"{'body' if key in (None, '', 'data') else key}: {first['message']}"
     return error_response(400, "VALIDATION_ERROR", message, details)
 
 

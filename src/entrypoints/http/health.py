@@ -9,6 +9,7 @@ from litestar import Response, get
 
 import chatcore
 from entrypoints.bootstrap import Container
+from entrypoints.http.errors import error_response
 from entrypoints.http.schemas import Ok
 from entrypoints.metrics import CONTENT_TYPE_LATEST
 
@@ -32,17 +33,16 @@ def live() -> Response[bytes]:
 
 async def _health(container: Container) -> Response[Any]:
     checks = await container.check_ready()
-    ok = all(checks.values())
-    body = Ok(
-        message="ready" if ok else "not ready",
-        data=HealthOut(
-            status="ok" if ok else "unavailable",
-            version=chatcore.__version__,
-            checks=checks,
-            components=container.info,
-        ),
+    health = HealthOut(
+        status="ok" if all(checks.values()) else "unavailable",
+        version=chatcore.__version__,
+        checks=checks,
+        components=container.info,
     )
-    return Response(body, status_code=200 if ok else 503)
+    if health.status == "ok":
+        return Response(Ok(message="ready", data=health))
+    down = ", ".join(name for name, ok in checks.items() if not ok)
+    return error_response(503, "SERVICE_UNAVAILABLE", f"not ready: {down} unavailable", health)
 
 
 @get("/health/ready", summary="Readiness: 503 while a dependency is down", tags=["health"])

@@ -21,11 +21,13 @@ from chatcore.domain import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ConversationList",
     "ConversationOut",
     "CreateConversationBody",
     "ErrorBody",
     "ErrorEnvelope",
+    "InboundBody",
     "MessageList",
     "MessageOut",
     "Ok",
@@ -66,7 +68,37 @@ class ErrorEnvelope(msgspec.Struct, kw_only=True):
     error: ErrorBody
 
 
-class CreateConversationBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+MAX_JSON_DEPTH = 32
+"""How deeply the JSON objects of a request (metadata, context data...) may nest."""
+
+
+def _check_json(value: Any, name: str) -> None:
+    """Refuse U+0000, which PostgreSQL can store in neither text nor jsonb, and absurd
+    nesting, which recursive code (copies, encoders) cannot handle: each a 400 here
+    rather than a 500 later. Iterative, so no input is too deep for this check."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError(f"{name} must not contain the character U+0000")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise ValueError(f"{name} is nested more than {MAX_JSON_DEPTH} levels deep")
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+class InboundBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of request bodies: unknown fields are refused, and so are U+0000 anywhere
+    and JSON nested more than :data:`MAX_JSON_DEPTH` levels."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            _check_json(getattr(self, name), name)
+
+
+class CreateConversationBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
     title: Title | None = None
     context_type: ContextType | None = None
     context_data: JsonObject | None = None
@@ -75,14 +107,14 @@ class CreateConversationBody(msgspec.Struct, kw_only=True, forbid_unknown_fields
     resultsId: str | None = None  # noqa: N815 - the contract's name
 
 
-class UpdateConversationBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class UpdateConversationBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
     title: Title | None = None
     status: ConversationStatus | None = None
     metadata: JsonObject | None = None
     context_data: JsonObject | None = None
 
 
-class SendMessageBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SendMessageBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
     content: str
     parent_message_id: UUID | None = None
 
