@@ -19,7 +19,7 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "none"
 
-PATHS = ["src", "tests", "benchmarks", "noxfile.py"]
+PATHS = [p for p in ("src", "tests", "benchmarks", "noxfile.py") if Path(p).exists()]
 
 
 @nox.session(python=False)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +16,13 @@ from chatcore.domain.profile import AssessmentProfile, parse_profile
 from chatcore.models import ChatMessage, ChatReply, ChatRequest, StreamDelta, StreamEnd
 from chatcore.ports import ChatModel
 from chatcore.tokens import estimate_message_tokens, estimate_tokens
+from tests.conftest import load_fixture
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures"
 EMPTY_BULLET = re.compile(r"^\s*[-*]\s*$", re.MULTILINE)
 
 
 def _archive(version: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((FIXTURES / f"archive_result_{version}.json").read_text())
+    body: dict[str, Any] = load_fixture(f"archive_result_{version}.json")
     data: dict[str, Any] = body.get("data", body)
     return data
 
