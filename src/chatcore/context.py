@@ -20,7 +20,7 @@ from chatcore.models import ChatMessage
 from chatcore.prompts import profile_summary, system_prompt
 from chatcore.tokens import estimate_message_tokens, estimate_tokens
 
-__all__ = ["BuiltContext", "build_context", "minimum_budget"]
+__all__ = ["BuiltContext", "build_context", "fit_messages", "minimum_budget"]
 
 _TRIM_MARK = "\n[…]\n"
 
@@ -115,3 +115,37 @@ def build_context(
         history_dropped=len(usable) - len(kept),
         profile_included=included,
     )
+
+
+def fit_messages(messages: Sequence[ChatMessage], budget: int) -> tuple[ChatMessage, ...]:
+    """Shrink an already built prompt to ``budget`` estimated tokens, for a model whose
+    window is smaller than the configured budget.
+
+    Drops the oldest history first, then cuts the system message's tail (the profile
+    details come after the instructions), then trims the question in the middle. The
+    first (system) and last (question) messages always stay.
+    """
+    if sum(estimate_message_tokens(m.content) for m in messages) <= budget or len(messages) < 2:
+        return tuple(messages)
+    system, *history, question = messages
+    fixed = estimate_message_tokens(system.content) + estimate_message_tokens(question.content)
+    kept: list[ChatMessage] = []
+    used = fixed
+    for message in reversed(history):
+        cost = estimate_message_tokens(message.content)
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    if used <= budget:
+        return (system, *kept, question)
+    question_tokens = estimate_message_tokens(question.content)
+    room = max(budget - question_tokens, budget // 2)
+    system_text = system.content
+    if estimate_message_tokens(system_text) > room:
+        keep_chars = max(0, (room - 4) * 4 - len(_TRIM_MARK))
+        system_text = system_text[:keep_chars].rstrip() + _TRIM_MARK
+    left = budget - estimate_message_tokens(system_text) - 4
+    question_text = _trim_middle(question.content, max(1, left)) or question.content[:1]
+    return (ChatMessage(system.role, system_text), ChatMessage(question.role, question_text))

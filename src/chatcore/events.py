@@ -12,6 +12,9 @@ __all__ = [
     "ConversationCreated",
     "ConversationStatusChanged",
     "DomainEvent",
+    "ModelCallFailed",
+    "ModelFellBack",
+    "ModelSkipped",
     "UserMessageStored",
 ]
 
@@ -46,6 +49,11 @@ class AnswerProduced(_Event, frozen=True, kw_only=True, tag="message.answered"):
     prompt_tokens: int
     completion_tokens: int
     processing_time_ms: int
+    cost: float = 0.0
+    is_free_model: bool = True
+    time_to_first_token_ms: int | None = None
+    fell_back: bool = False
+    streamed: bool = False
 
 
 class AnswerFailed(_Event, frozen=True, kw_only=True, tag="message.answer_failed"):
@@ -54,10 +62,40 @@ class AnswerFailed(_Event, frozen=True, kw_only=True, tag="message.answer_failed
     reasons: list[str]
 
 
+class _GatewayEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
+    model: str
+
+
+class ModelCallFailed(_GatewayEvent, frozen=True, kw_only=True, tag="model.failed"):
+    """A call to ``model`` failed; ``cooldown_seconds`` > 0 when the model now rests."""
+
+    kind: str
+    detail: str
+    retry_after: float | None = None
+    cooldown_seconds: float = 0.0
+
+
+class ModelSkipped(_GatewayEvent, frozen=True, kw_only=True, tag="model.skipped"):
+    """``model`` was not called. ``code`` is one of ``paid_disabled``, ``budget_spent``,
+    ``cooling_down``, ``context_window``, ``free_quota``; ``reason`` says it in words."""
+
+    code: str
+    reason: str
+
+
+class ModelFellBack(_GatewayEvent, frozen=True, kw_only=True, tag="model.fell_back"):
+    """An answer came from ``model`` after ``from_models`` failed or were skipped."""
+
+    from_models: list[str]
+
+
 DomainEvent = (
     ConversationCreated
     | ConversationStatusChanged
     | UserMessageStored
     | AnswerProduced
     | AnswerFailed
+    | ModelCallFailed
+    | ModelSkipped
+    | ModelFellBack
 )

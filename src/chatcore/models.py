@@ -84,13 +84,24 @@ class FailureKind(enum.StrEnum):
 
 
 class ModelError(Exception):
-    """A model call failed. ``retry_after`` is in seconds when the upstream said so."""
+    """A model call failed.
+
+    ``retry_after`` is in seconds when the upstream said so; ``context_limit`` is the
+    model's window in tokens when a too-long prompt's error told it.
+    """
 
     def __init__(
-        self, kind: FailureKind, message: str, *, model: str, retry_after: float | None = None
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        model: str,
+        retry_after: float | None = None,
+        context_limit: int | None = None,
     ) -> None:
         super().__init__(f"{model}: {kind.value}: {message}")
         self.kind = kind
         self.message = message
         self.model = model
         self.retry_after = retry_after
+        self.context_limit = context_limit

@@ -7,7 +7,7 @@ Adapters implement them without inheriting (``InMemoryConversationRepository``,
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -19,6 +19,7 @@ from chatcore.domain.message import Message, UsageRecord
 from chatcore.events import DomainEvent
 from chatcore.models import ChatReply, ChatRequest, StreamEvent
 from chatcore.pagination import PageRequest
+from chatcore.usage import GroupBy, UsageBucket, UsageTotals, UsageWindow
 
 __all__ = [
     "ChatModel",
@@ -111,6 +112,16 @@ class UsageRepository(Protocol):
         """The records of these messages, by message id."""
         ...
 
+    async def totals(self, window: UsageWindow, conversation_id: UUID | None = None) -> UsageTotals:
+        """The user's totals in ``window`` (of one conversation when given)."""
+        ...
+
+    async def series(
+        self, window: UsageWindow, group_by: GroupBy, conversation_id: UUID | None = None
+    ) -> list[UsageBucket]:
+        """The user's totals per day/week/month (UTC), oldest first, empty periods left out."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction on behalf of one user.
@@ -160,7 +171,7 @@ class ChatModel(Protocol):
         """The whole answer. Raises :class:`chatcore.models.ModelError` on failure."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """Deltas, then one :class:`StreamEnd`. Raises ``ModelError`` on failure."""
         ...
 

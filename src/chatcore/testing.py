@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from adapters.memory import (
     InMemoryEventPublisher,
     InMemoryRateLimiter,
+    InMemorySpendLedger,
     InMemoryStore,
     InMemoryUnitOfWorkFactory,
 )
 from adapters.offline import OfflineChatModel
 from chatcore.clock import FakeClock
+from chatcore.fallback import ModelChain, ModelGateway
 from chatcore.limits import RateLimits, RatePolicy
 from chatcore.ports import ChatModel, Clock
 from chatcore.services import ChatSettings, ConversationService, MessageService
@@ -39,6 +41,7 @@ class InMemorySystem:
     model: ChatModel
     limiter: InMemoryRateLimiter
     events: InMemoryEventPublisher
+    gateway: ModelGateway
     settings: ChatSettings
     conversations: ConversationService
     messages: MessageService
@@ -49,9 +52,13 @@ def in_memory_system(
     settings: ChatSettings | None = None,
     rate_policy: RatePolicy | None = None,
     model: ChatModel | None = None,
+    chain: ModelChain | None = None,
     clock: Clock | None = None,
 ) -> InMemorySystem:
-    """Build chatcore on in-memory adapters; every argument has a sensible default."""
+    """Build chatcore on in-memory adapters; every argument has a sensible default.
+
+    ``model`` answers for every model of ``chain`` (default: one rung, ``offline``).
+    """
     settings = settings or ChatSettings()
     clock = clock or FakeClock()
     store = InMemoryStore()
@@ -60,6 +67,14 @@ def in_memory_system(
     limits = RateLimits(limiter, rate_policy or RatePolicy())
     events = InMemoryEventPublisher()
     chat_model: ChatModel = model if model is not None else OfflineChatModel()
+    gateway = ModelGateway(
+        provider=chat_model,
+        chain=chain or ModelChain(primary="offline"),
+        clock=clock,
+        limiter=limiter,
+        spend=InMemorySpendLedger(store),
+        events=events,
+    )
     return InMemorySystem(
         clock=clock,
         store=store,
@@ -67,6 +82,7 @@ def in_memory_system(
         model=chat_model,
         limiter=limiter,
         events=events,
+        gateway=gateway,
         settings=settings,
         conversations=ConversationService(
             uow=uow, clock=clock, limits=limits, events=events, settings=settings
@@ -74,7 +90,7 @@ def in_memory_system(
         messages=MessageService(
             uow=uow,
             clock=clock,
-            model=chat_model,
+            gateway=gateway,
             limits=limits,
             events=events,
             settings=settings,

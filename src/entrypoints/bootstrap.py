@@ -7,13 +7,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.memory import InMemoryEventPublisher, InMemoryRateLimiter
+from adapters.memory import (
+    InMemoryEventPublisher,
+    InMemoryRateLimiter,
+    InMemorySystemUsageReader,
+    InMemoryUnitOfWorkFactory,
+)
 from adapters.offline import OfflineChatModel
 from chatcore.clock import SystemClock
-from chatcore.events import DomainEvent
+from chatcore.events import DomainEvent, ModelCallFailed, ModelFellBack, ModelSkipped
+from chatcore.fallback import FreeQuota, ModelChain, ModelGateway
 from chatcore.limits import RateLimits
 from chatcore.ports import ChatModel, Clock, RateLimiter, UnitOfWorkFactory
-from chatcore.services import ConversationService, MessageService
+from chatcore.services import ConversationService, MessageService, UsageService
+from chatcore.usage import SystemUsageReader
 from entrypoints.auth import Authenticator, resolve_jwt_secret
 from entrypoints.logs import get_logger
 from entrypoints.metrics import Metrics
@@ -24,6 +31,7 @@ __all__ = ["Container", "bootstrap"]
 _log = get_logger("chatcore.bootstrap")
 
 Check = Callable[[], Awaitable[bool]]
+Closer = Callable[[], Awaitable[Any]]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -33,16 +41,19 @@ class Container:
     settings: Settings
     clock: Clock
     uow: UnitOfWorkFactory
+    system_usage: SystemUsageReader
     model: ChatModel
+    gateway: ModelGateway
     limiter: RateLimiter
     events: InMemoryEventPublisher
     conversations: ConversationService
     messages: MessageService
+    usage: UsageService
     authenticator: Authenticator
     metrics: Metrics
     readiness: dict[str, Check] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
-    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
 
     async def check_ready(self) -> dict[str, bool]:
         """Each dependency's health; all must be true for the service to be ready."""
@@ -61,11 +72,19 @@ class Container:
         self.closers.clear()
 
 
-async def _database(
-    settings: Settings,
-) -> tuple[UnitOfWorkFactory, Check, Callable[[], Awaitable[Any]], str]:
+@dataclass(slots=True)
+class _Storage:
+    uow: UnitOfWorkFactory
+    system_usage: SystemUsageReader
+    where: str
+    ready: Check | None = None
+    close: Closer | None = None
+
+
+async def _database(settings: Settings) -> _Storage:
     # Imported here so that in-memory users of bootstrap do not load SQLAlchemy.
     from adapters.postgres import (  # noqa: PLC0415
+        PostgresSystemUsageReader,
         PostgresUnitOfWorkFactory,
         create_engine,
         migrate,
@@ -85,36 +104,106 @@ async def _database(
     async def ready() -> bool:
         return await ping(engine)
 
-    return PostgresUnitOfWorkFactory(engine), ready, engine.dispose, where
+    return _Storage(
+        PostgresUnitOfWorkFactory(engine),
+        PostgresSystemUsageReader(engine),
+        where,
+        ready,
+        engine.dispose,
+    )
 
 
-def _log_event_subscriber(metrics: Metrics) -> Callable[[DomainEvent], Awaitable[None]]:
+async def _openrouter(settings: Settings, closers: list[Closer]) -> ChatModel:
+    from adapters.openrouter import (  # noqa: PLC0415
+        OpenRouterChatModel,
+        build_http_client,
+    )
+
+    models = settings.models
+    client = build_http_client()
+    closers.append(client.aclose)
+    assert settings.openrouter_api_key is not None
+    return OpenRouterChatModel(
+        client=client,
+        api_key=settings.openrouter_api_key,
+        base_url=models.base_url,
+        referer=models.referer,
+        title=models.title,
+        timeout_ms=models.timeout_ms,
+        default_model=models.default_model,
+    )
+
+
+def _chain(settings: Settings, offline: bool) -> ModelChain:
+    if offline:
+        return ModelChain(primary="offline")
+    models = settings.models
+    return ModelChain(
+        primary=models.default_model,
+        fallbacks=models.fallback_models,
+        emergency=models.emergency_model,
+        free_only=models.free_only,
+        daily_budget_usd=models.daily_budget_usd,
+    )
+
+
+_LOUD = frozenset({"auth_failed", "payment_required"})
+
+
+def _event_subscriber(metrics: Metrics) -> Callable[[DomainEvent], Awaitable[None]]:
     log = get_logger("chatcore.events")
 
     async def on_event(event: DomainEvent) -> None:
         metrics.observe_event(event)
-        log.debug("domain event", kind=type(event).__name__)
+        if isinstance(event, ModelCallFailed):
+            level = log.error if event.kind in _LOUD else log.warning
+            level(
+                "model call failed",
+                model=event.model,
+                kind=event.kind,
+                detail=event.detail,
+                retry_after=event.retry_after,
+                cooldown_seconds=event.cooldown_seconds,
+            )
+        elif isinstance(event, ModelSkipped):
+            log.info("model skipped", model=event.model, reason=event.reason)
+        elif isinstance(event, ModelFellBack):
+            log.info("fell back", model=event.model, after=event.from_models)
+        else:
+            log.debug("domain event", kind=type(event).__name__)
 
     return on_event
 
 
 async def bootstrap(settings: Settings, **overrides: Any) -> Container:
-    """Build the container. Any field of :class:`Container` can be overridden by name
-    (``uow=InMemoryUnitOfWorkFactory()``, ``model=...``, ``clock=...``)."""
-    closers: list[Callable[[], Awaitable[Any]]] = []
+    """Build the container.
+
+    Overridable by name: ``clock``, ``metrics``, ``uow`` (with ``system_usage``, or the
+    in-memory reader of an ``InMemoryUnitOfWorkFactory``), ``limiter``, ``model`` (the
+    provider every rung of ``chain`` is asked through), ``chain``, ``authenticator``.
+    """
+    closers: list[Closer] = []
     readiness: dict[str, Check] = {}
     info: dict[str, str] = {}
     clock: Clock = overrides.pop("clock", None) or SystemClock()
     metrics: Metrics = overrides.pop("metrics", None) or Metrics()
 
     uow: UnitOfWorkFactory | None = overrides.pop("uow", None)
+    system_usage: SystemUsageReader | None = overrides.pop("system_usage", None)
     if uow is None:
-        uow, ready, close, where = await _database(settings)
-        readiness["database"] = ready
-        closers.append(close)
-        info["database"] = where
+        storage = await _database(settings)
+        uow, info["database"] = storage.uow, storage.where
+        system_usage = system_usage or storage.system_usage
+        if storage.ready:
+            readiness["database"] = storage.ready
+        if storage.close:
+            closers.append(storage.close)
     else:
         info["database"] = type(uow).__name__
+        if system_usage is None and isinstance(uow, InMemoryUnitOfWorkFactory):
+            system_usage = InMemorySystemUsageReader(uow.store)
+    if system_usage is None:
+        raise TypeError("a uow override needs a system_usage override too")
 
     limiter: RateLimiter | None = overrides.pop("limiter", None)
     if limiter is None and settings.redis_url:
@@ -131,11 +220,27 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         limiter = InMemoryRateLimiter(clock)
         info["rate_limits"] = "in-process"
 
-    model: ChatModel = overrides.pop("model", None) or OfflineChatModel()
-    info["model"] = "offline" if isinstance(model, OfflineChatModel) else type(model).__name__
+    model: ChatModel | None = overrides.pop("model", None)
+    offline = model is None and settings.openrouter_api_key is None
+    if model is None:
+        model = OfflineChatModel() if offline else await _openrouter(settings, closers)
+    chain: ModelChain = overrides.pop("chain", None) or _chain(settings, offline)
+    info["model"] = "offline" if offline else " → ".join(chain.models)
 
     events = InMemoryEventPublisher(keep=0)
-    events.subscribe(_log_event_subscriber(metrics))
+    events.subscribe(_event_subscriber(metrics))
+    gateway = ModelGateway(
+        provider=model,
+        chain=chain,
+        clock=clock,
+        limiter=limiter,
+        spend=system_usage,
+        events=events,
+        quota=FreeQuota(
+            per_minute=settings.models.free_requests_per_minute,
+            per_day=settings.models.free_requests_per_day,
+        ),
+    )
 
     secret, generated = resolve_jwt_secret(settings.jwt_secret, settings.data_dir)
     if generated:
@@ -146,12 +251,16 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         audience=settings.jwt_audience,
         internal_service_key=settings.internal_service_key,
     )
+    if overrides:
+        raise TypeError(f"unknown overrides: {', '.join(sorted(overrides))}")
     limits = RateLimits(limiter, settings.rates)
-    container = Container(
+    return Container(
         settings=settings,
         clock=clock,
         uow=uow,
+        system_usage=system_usage,
         model=model,
+        gateway=gateway,
         limiter=limiter,
         events=events,
         conversations=ConversationService(
@@ -160,17 +269,15 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         messages=MessageService(
             uow=uow,
             clock=clock,
-            model=model,
+            gateway=gateway,
             limits=limits,
             events=events,
             settings=settings.chat,
         ),
+        usage=UsageService(uow=uow, system=system_usage),
         authenticator=authenticator,
         metrics=metrics,
         readiness=readiness,
         info=info,
         closers=closers,
     )
-    if overrides:
-        raise TypeError(f"unknown overrides: {', '.join(sorted(overrides))}")
-    return container

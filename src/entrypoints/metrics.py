@@ -5,7 +5,15 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from chatcore.events import AnswerFailed, AnswerProduced, ConversationCreated, DomainEvent
+from chatcore.events import (
+    AnswerFailed,
+    AnswerProduced,
+    ConversationCreated,
+    DomainEvent,
+    ModelCallFailed,
+    ModelFellBack,
+    ModelSkipped,
+)
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -56,6 +64,38 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.time_to_first_token = Histogram(
+            "chatcore_time_to_first_token_seconds",
+            "Time from asking a model to its first token, by model.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "chatcore_cost_usd_total",
+            "Cost of answers in USD, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_calls = Counter(
+            "chatcore_model_calls_total",
+            "Model calls by model and outcome (ok, or the failure kind).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.model_skips = Counter(
+            "chatcore_model_skips_total",
+            "Rungs skipped without a call, by model and reason.",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "chatcore_fallbacks_total",
+            "Answers that came from a later rung, by the model that answered.",
+            ["model"],
+            registry=self.registry,
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
@@ -63,11 +103,24 @@ class Metrics:
     def observe_event(self, event: DomainEvent) -> None:
         if isinstance(event, AnswerProduced):
             self.answers.labels(event.model, "ok").inc()
+            self.model_calls.labels(event.model, "ok").inc()
+            if event.cost:
+                self.cost.labels(event.model).inc(event.cost)
+            if event.time_to_first_token_ms is not None:
+                self.time_to_first_token.labels(event.model).observe(
+                    event.time_to_first_token_ms / 1000
+                )
             self.tokens.labels(event.model, "prompt").inc(event.prompt_tokens)
             self.tokens.labels(event.model, "completion").inc(event.completion_tokens)
             self.answer_latency.labels(event.model).observe(event.processing_time_ms / 1000)
         elif isinstance(event, AnswerFailed):
             self.answers.labels("none", "failed").inc()
+        elif isinstance(event, ModelCallFailed):
+            self.model_calls.labels(event.model, event.kind).inc()
+        elif isinstance(event, ModelSkipped):
+            self.model_skips.labels(event.model, event.code).inc()
+        elif isinstance(event, ModelFellBack):
+            self.fallbacks.labels(event.model).inc()
         elif isinstance(event, ConversationCreated):
             self.conversations_created.labels(event.context_type).inc()
 

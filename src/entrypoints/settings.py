@@ -17,7 +17,7 @@ from chatcore.limits import RatePolicy
 from chatcore.prompts import LANGUAGES
 from chatcore.services import ChatSettings
 
-__all__ = ["DEFAULTS_LOGGED_ENV", "ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULTS_LOGGED_ENV", "ConfigError", "ModelSettings", "Settings", "load_settings"]
 
 DEFAULTS_LOGGED_ENV = "CHATCORE_DEFAULTS_LOGGED"
 """Set by ``chatcore serve`` once it has logged the defaults, so workers do not repeat them."""
@@ -29,6 +29,23 @@ class ConfigError(ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"configuration error: {variable} {problem}")
         self.variable = variable
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class ModelSettings:
+    """The model chain and how chatcore talks to OpenRouter."""
+
+    base_url: str = "https://openrouter.ai/api/v1"
+    default_model: str = "qwen/qwen3-235b-a22b-07-25:free"
+    fallback_models: tuple[str, ...] = ("meta-llama/llama-3.2-3b-instruct:free",)
+    emergency_model: str | None = "openai/gpt-4o-mini"
+    free_only: bool = True
+    daily_budget_usd: float = 1.0
+    timeout_ms: int = 45_000
+    referer: str | None = None
+    title: str | None = None
+    free_requests_per_minute: int = 20
+    free_requests_per_day: int = 50
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -52,6 +69,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     chat: ChatSettings = field(default_factory=ChatSettings)
     rates: RatePolicy = field(default_factory=RatePolicy)
+    models: ModelSettings = field(default_factory=ModelSettings)
     defaults_used: tuple[str, ...] = ()
 
 
@@ -120,6 +138,54 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     return f"postgresql://{auth}@{host}:{port}/{urllib.parse.quote(name, safe='')}"
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _model_id(name: str, raw: str) -> str:
+    if not raw or any(ch.isspace() for ch in raw) or len(raw) > 200:
+        raise ConfigError(name, f"must be a model id such as vendor/model:free, got {raw!r}")
+    return raw
+
+
+def _models(env: Mapping[str, str]) -> ModelSettings:
+    defaults = ModelSettings()
+    fallback_raw = env.get("FALLBACK_MODEL")
+    fallbacks = defaults.fallback_models
+    if fallback_raw is not None and fallback_raw.strip():
+        fallbacks = tuple(
+            _model_id("FALLBACK_MODEL", m.strip()) for m in fallback_raw.split(",") if m.strip()
+        )
+    emergency = defaults.emergency_model
+    if "EMERGENCY_FALLBACK_MODEL" in env:
+        raw = env["EMERGENCY_FALLBACK_MODEL"].strip()
+        emergency = _model_id("EMERGENCY_FALLBACK_MODEL", raw) if raw else None
+    return ModelSettings(
+        base_url=(_url(env, "OPENROUTER_BASE_URL", ("http", "https")) or defaults.base_url).rstrip(
+            "/"
+        ),
+        default_model=_model_id("DEFAULT_MODEL", _text(env, "DEFAULT_MODEL") or "")
+        if _text(env, "DEFAULT_MODEL")
+        else defaults.default_model,
+        fallback_models=fallbacks,
+        emergency_model=emergency,
+        free_only=_bool(env, "USE_FREE_MODELS_ONLY", True),
+        daily_budget_usd=_float(env, "EMERGENCY_DAILY_BUDGET_USD", 1.0, 0.0, 1_000_000.0),
+        timeout_ms=_int(env, "OPENROUTER_TIMEOUT", 45_000, 100, 600_000),
+        referer=_text(env, "HTTP_REFERER"),
+        title=_text(env, "X_TITLE"),
+        free_requests_per_minute=_int(env, "OPENROUTER_FREE_REQUESTS_PER_MINUTE", 20, 1, 100_000),
+        free_requests_per_day=_int(env, "OPENROUTER_FREE_REQUESTS_PER_DAY", 50, 1, 10_000_000),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default ``os.environ``); raises :class:`ConfigError`."""
     env = os.environ if env is None else env
@@ -177,5 +243,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", "", ("json", "console")) or None,
         chat=chat,
         rates=rates,
+        models=_models(env),
         defaults_used=tuple(defaults),
     )

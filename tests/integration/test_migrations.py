@@ -19,18 +19,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from adapters.postgres import (
+    ANALYTICS_ROLE,
     APP_ROLE,
+    PostgresSystemUsageReader,
     PostgresUnitOfWorkFactory,
     create_engine,
+    downgrade,
     metadata,
     migrate,
     to_async_url,
 )
-from chatcore.domain import Conversation, new_id
+from chatcore.domain import Conversation, Message, SenderType, Usage, UsageRecord, new_id
 from chatcore.pagination import PageRequest
 from chatcore.ports import ConversationFilter
+from chatcore.usage import UsageWindow
 
 pytestmark = pytest.mark.postgres
+
+HEAD = "0002"
 
 CreateDb = Callable[[], Awaitable[str]]
 
@@ -47,8 +53,17 @@ UNION ALL
 SELECT 'constraint', conname || ' ' || pg_get_constraintdef(co.oid)
 FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace WHERE n.nspname = :schema
 UNION ALL
-SELECT 'policy', tablename || ' ' || policyname || ' ' || qual || ' ' || with_check
+SELECT 'policy', concat_ws(' ', tablename, policyname, permissive, cmd, roles::text, qual,
+                           with_check)
 FROM pg_policies WHERE schemaname = :schema
+UNION ALL
+SELECT 'grant', grantee || ' ' || table_name || ' ' || privilege_type
+FROM information_schema.role_table_grants
+WHERE table_schema = :schema AND grantee IN ('chatcore_app', 'chatcore_analytics')
+UNION ALL
+SELECT 'schema usage', r.rolname FROM pg_roles r, pg_namespace n
+WHERE n.nspname = :schema AND r.rolname IN ('chatcore_app', 'chatcore_analytics')
+      AND has_schema_privilege(r.oid, n.oid, 'USAGE')
 UNION ALL
 SELECT 'rls', c.relname || ' ' || c.relrowsecurity || ' ' || c.relforcerowsecurity
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -72,8 +87,12 @@ async def snapshot(url: str, schema: str) -> list[tuple[str, str]]:
         await engine.dispose()
 
 
-async def round_trip(url: str, schema: str) -> None:
-    """The service works on the migrated schema: write and read back one conversation."""
+async def round_trip(url: str, schema: str, usage: bool = True) -> None:
+    """The service works on the migrated schema: write and read back one conversation.
+
+    With ``usage`` (revision 0002 on), also an answer's usage record, read back by the
+    user and by the service-wide reader.
+    """
     engine = create_engine(url, schema, pool_size=2)
     try:
         factory = PostgresUnitOfWorkFactory(engine)
@@ -81,22 +100,53 @@ async def round_trip(url: str, schema: str) -> None:
         conversation = Conversation(
             id=new_id(now), user_id=user, title="hello", created_at=now, updated_at=now
         )
+        answer = Message(
+            id=new_id(now),
+            conversation_id=conversation.id,
+            user_id=user,
+            sender_type=SenderType.ASSISTANT,
+            content="hi",
+            created_at=now,
+        )
+        record = UsageRecord(
+            id=new_id(now),
+            user_id=user,
+            conversation_id=conversation.id,
+            message_id=answer.id,
+            model_used="openai/gpt-4o-mini",
+            usage=Usage(prompt_tokens=3, completion_tokens=4, cost=0.5, is_free_model=False),
+            processing_time_ms=5,
+            created_at=now,
+            time_to_first_token_ms=2,
+            attempts=("a: failed (timeout)", "openai/gpt-4o-mini: answered"),
+            fell_back=True,
+        )
         async with factory(user) as uow:
             await uow.conversations.add(conversation)
+            if usage:
+                await uow.messages.add(answer)
+                await uow.usage.add(record)
             await uow.commit()
         async with factory(user) as uow:
             assert await uow.conversations.get(conversation.id) == conversation
             listed = await uow.conversations.list(ConversationFilter(), PageRequest(limit=5))
             assert listed == [conversation]
+            if usage:
+                assert await uow.usage.for_messages([answer.id]) == {answer.id: record}
         async with factory(uuid.uuid4()) as uow:
             assert await uow.conversations.get(conversation.id) is None
+        if usage:
+            reader = PostgresSystemUsageReader(engine)
+            assert await reader.paid_cost_since(now) == 0.5
+            totals = await reader.totals(UsageWindow(start=now))
+            assert (totals.requests, totals.fallback_requests) == (1, 1)
     finally:
         await engine.dispose()
 
 
 async def test_migrating_twice_changes_nothing(pg_url: str) -> None:
     before = await snapshot(pg_url, "chat")
-    assert ("version", "0001") in before
+    assert ("version", HEAD) in before
     await migrate(pg_url, "chat")
     assert await snapshot(pg_url, "chat") == before
 
@@ -124,7 +174,7 @@ async def test_concurrent_migrations_of_one_database(create_db: CreateDb) -> Non
         migrate_in_subprocess(url), migrate_in_subprocess(url), migrate(url), migrate(url)
     )
     facts = await snapshot(url, "chat")
-    assert ("version", "0001") in facts
+    assert ("version", HEAD) in facts
     await round_trip(url, "chat")
 
 
@@ -193,7 +243,7 @@ async def test_a_non_default_schema(create_db: CreateDb, schema: str) -> None:
     url = await create_db()
     await migrate(url, schema)
     facts = await snapshot(url, schema)
-    assert ("version", "0001") in facts
+    assert ("version", HEAD) in facts
     assert ("rls", "conversations true true") in facts
     # Nothing leaked into the default schema name.
     assert not await _schema_exists(url, "chat")
@@ -238,20 +288,95 @@ async def test_query_tables_match_the_migration(pg_engine: AsyncEngine) -> None:
         assert await conn.run_sync(compare) == []
 
 
-async def test_service_role_is_granted_what_it_needs_only(pg_engine: AsyncEngine) -> None:
-    async with pg_engine.connect() as conn:
+async def _grants(engine: AsyncEngine, role: str) -> dict[str, str]:
+    async with engine.connect() as conn:
         rows = await conn.execute(
             text(
                 "SELECT table_name, string_agg(privilege_type, ',' ORDER BY privilege_type)"
                 " FROM information_schema.role_table_grants"
                 " WHERE grantee = :role AND table_schema = 'chat' GROUP BY table_name"
             ),
-            {"role": APP_ROLE},
+            {"role": role},
         )
-        grants: dict[str, str] = dict(rows.all())
-    assert grants == dict.fromkeys(
+        return dict(rows.all())
+
+
+async def test_service_role_is_granted_what_it_needs_only(pg_engine: AsyncEngine) -> None:
+    assert await _grants(pg_engine, APP_ROLE) == dict.fromkeys(
         ("conversations", "messages", "usage_tracking"), "DELETE,INSERT,SELECT,UPDATE"
     )
+
+
+async def test_analytics_role_may_only_read_usage(pg_engine: AsyncEngine) -> None:
+    assert await _grants(pg_engine, ANALYTICS_ROLE) == {"usage_tracking": "SELECT"}
+    async with pg_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT rolsuper, rolbypassrls, rolcanlogin, rolinherit,"
+                    " has_schema_privilege(oid, 'chat', 'USAGE'),"
+                    " has_schema_privilege(oid, 'chat', 'CREATE')"
+                    " FROM pg_roles WHERE rolname = :role"
+                ),
+                {"role": ANALYTICS_ROLE},
+            )
+        ).one()
+    assert tuple(row) == (False, False, False, False, True, False)
+
+
+async def test_downgrade_to_0001_and_upgrade_again(create_db: CreateDb, pg_url: str) -> None:
+    head = await snapshot(pg_url, "chat")
+    url = await create_db()
+    await migrate(url, "chat", revision="0001")
+    initial = await snapshot(url, "chat")
+    assert ("version", "0001") in initial
+    await round_trip(url, "chat", usage=False)
+
+    # Rows written under 0001 get the new columns' defaults.
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    user, conversation, usage = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO chat.conversations (id, user_id, title) VALUES (:c, :u, 'old');"),
+                {"c": conversation, "u": user},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO chat.usage_tracking (id, user_id, conversation_id, model_used,"
+                    " cost_credits, is_free_model) VALUES (:id, :u, :c, 'old-model', 0.25, false)"
+                ),
+                {"id": usage, "u": user, "c": conversation},
+            )
+        await migrate(url, "chat")
+        assert await snapshot(url, "chat") == head
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT time_to_first_token_ms, attempts, fallback_used"
+                        " FROM chat.usage_tracking WHERE id = :id"
+                    ),
+                    {"id": usage},
+                )
+            ).one()
+        assert tuple(row) == (None, [], False)
+        await round_trip(url, "chat")
+
+        await downgrade(url, "0001", "chat")
+        assert await snapshot(url, "chat") == initial
+        await round_trip(url, "chat", usage=False)
+
+        await migrate(url, "chat")
+        assert await snapshot(url, "chat") == head
+        await round_trip(url, "chat")
+        async with engine.connect() as conn:
+            count = await conn.execute(
+                text("SELECT count(*) FROM chat.usage_tracking WHERE id = :id"), {"id": usage}
+            )
+            assert count.scalar() == 1  # the data survived the round trip
+    finally:
+        await engine.dispose()
 
 
 async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
@@ -291,9 +416,10 @@ async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
                 )
             )
             if version >= 160000:
-                await conn.execute(
-                    text(f"GRANT {APP_ROLE} TO {owner} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE")
-                )
+                for role in (APP_ROLE, ANALYTICS_ROLE):
+                    await conn.execute(
+                        text(f"GRANT {role} TO {owner} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE")
+                    )
             await conn.execute(text(f'CREATE DATABASE "{database}" OWNER {owner}'))
         await migrate(owner_url, "chat")
         await round_trip(owner_url, "chat")
@@ -318,6 +444,19 @@ async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
                 )
                 count = await conn.execute(text("SELECT count(*) FROM chat.conversations"))
                 assert count.scalar() == 1
+            async with engine.connect() as conn:
+                # The owner is now a member of the analytics role, with its privileges
+                # (INHERIT): the analytics policy applies to it too, yet grants nothing
+                # without the role switch. round_trip wrote a usage row.
+                inherits = await conn.execute(
+                    text("SELECT pg_has_role(session_user, :role, 'USAGE')"),
+                    {"role": ANALYTICS_ROLE},
+                )
+                assert inherits.scalar() is True
+                count = await conn.execute(text("SELECT count(*) FROM chat.usage_tracking"))
+                assert count.scalar() == 0
+            reader = PostgresSystemUsageReader(engine)
+            assert (await reader.totals(UsageWindow())).requests == 1
         finally:
             await engine.dispose()
     finally:

@@ -8,7 +8,7 @@ works with fresh user ids, so the PostgreSQL runs share one database safely.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +30,15 @@ from chatcore.domain import (
 )
 from chatcore.pagination import Cursor, PageRequest
 from chatcore.ports import ConversationFilter, UnitOfWorkFactory
+from chatcore.usage import (
+    GroupBy,
+    ModelUsage,
+    UsageBucket,
+    UsageTotals,
+    UsageWindow,
+    bucket_start,
+    summarize,
+)
 
 T0 = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 ALL_STATUSES = frozenset(ConversationStatus)
@@ -487,3 +496,380 @@ async def test_messages_pages_recent_and_get(uow_factory: UnitOfWorkFactory) -> 
         assert await uow.messages.get(other.id, messages[0].id) is None
         assert await uow.messages.get(conversation.id, elsewhere.id) is None
         assert await uow.messages.get(conversation.id, uuid.uuid4()) is None
+
+
+# --- the usage ledger: new fields, totals and series ----------------------------------
+
+FREE = "qwen/qwen3-235b-a22b-07-25:free"
+FALLBACK = "meta-llama/llama-3.2-3b-instruct:free"
+PAID = "openai/gpt-4o-mini"
+
+
+def make_usage(
+    answer: Message,
+    model: str = FREE,
+    *,
+    at: datetime | None = None,
+    prompt: int = 100,
+    completion: int = 50,
+    cost: float = 0.0,
+    ms: int = 200,
+    ttft: int | None = None,
+    attempts: tuple[str, ...] = (),
+    fell_back: bool = False,
+) -> UsageRecord:
+    created = at if at is not None else answer.created_at
+    return UsageRecord(
+        id=new_id(created),
+        user_id=answer.user_id,
+        conversation_id=answer.conversation_id,
+        message_id=answer.id,
+        model_used=model,
+        usage=Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=cost,
+            is_free_model=model.endswith(":free"),
+        ),
+        processing_time_ms=ms,
+        created_at=created,
+        time_to_first_token_ms=ttft,
+        attempts=attempts,
+        fell_back=fell_back,
+    )
+
+
+async def ledger(
+    factory: UnitOfWorkFactory,
+    conversation: Conversation,
+    specs: list[dict[str, Any]],
+    *,
+    new_conversation: bool = True,
+) -> list[UsageRecord]:
+    """Store ``conversation`` (unless told), an answer per spec and its usage record."""
+    user = conversation.user_id
+    answers = [
+        make_message(conversation, spec["at"], sender_type=SenderType.ASSISTANT) for spec in specs
+    ]
+    records = [make_usage(answer, **spec) for answer, spec in zip(answers, specs, strict=True)]
+    items: list[Conversation | Message] = [conversation] if new_conversation else []
+    await store(factory, user, *items, *answers)
+    async with factory(user) as uow:
+        for record in records:
+            await uow.usage.add(record)
+        await uow.commit()
+    return records
+
+
+async def test_usage_fallback_fields_round_trip(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    attempts = (
+        "qwen/qwen3-235b-a22b-07-25:free: failed (rate_limited)",
+        "meta-llama/llama-3.2-3b-instruct:free: skipped (cooling down) — “ü”",
+        "openai/gpt-4o-mini: answered",
+    )
+    records = await ledger(
+        uow_factory,
+        conversation,
+        [
+            {
+                "at": T0,
+                "model": PAID,
+                "cost": 0.00012345,
+                "ttft": 321,
+                "attempts": attempts,
+                "fell_back": True,
+            },
+            {"at": T0 + timedelta(seconds=1)},  # the defaults: no first token, no attempts
+        ],
+    )
+    async with uow_factory(user) as uow:
+        found = await uow.usage.for_messages([r.message_id for r in records])
+    assert found == {r.message_id: r for r in records}
+    first, second = found[records[0].message_id], found[records[1].message_id]
+    assert (first.time_to_first_token_ms, first.attempts, first.fell_back) == (321, attempts, True)
+    assert isinstance(first.attempts, tuple)
+    assert (second.time_to_first_token_ms, second.attempts, second.fell_back) == (None, (), False)
+
+
+async def test_usage_totals_per_user_and_conversation(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    first, second = make_conversation(user), make_conversation(user)
+    start, end = T0, T0 + timedelta(days=1)
+    await ledger(
+        uow_factory,
+        first,
+        [
+            # Just before the window, exactly at its start, inside, exactly at its end.
+            {"at": start - timedelta(microseconds=1), "prompt": 1000},
+            {"at": start, "prompt": 10, "completion": 5, "ms": 100, "ttft": 40},
+            {
+                "at": start + timedelta(hours=1),
+                "model": FALLBACK,
+                "prompt": 20,
+                "completion": 7,
+                "ms": 301,
+                "fell_back": True,
+            },
+            {
+                "at": start + timedelta(hours=2),
+                "model": PAID,
+                "prompt": 30,
+                "completion": 9,
+                "cost": 0.1,
+                "ms": 500,
+                "ttft": 80,
+                "fell_back": True,
+            },
+            {"at": end, "prompt": 2000},
+        ],
+    )
+    await ledger(
+        uow_factory,
+        second,
+        [
+            {
+                "at": start + timedelta(hours=3),
+                "model": PAID,
+                "prompt": 40,
+                "completion": 11,
+                "cost": 0.2,
+                "ms": 700,
+                "ttft": 90,
+                "fell_back": True,
+            },
+            {"at": end - timedelta(microseconds=1), "prompt": 50, "completion": 13, "ms": 201},
+        ],
+    )
+    window = UsageWindow(start=start, end=end)
+    async with uow_factory(user) as uow:
+        totals = await uow.usage.totals(window)
+        only_first = await uow.usage.totals(window, first.id)
+        everything = await uow.usage.totals(UsageWindow())
+        since = await uow.usage.totals(UsageWindow(start=end))
+        until = await uow.usage.totals(UsageWindow(end=start))
+        nothing = await uow.usage.totals(window, uuid.uuid4())
+    assert totals == UsageTotals(
+        requests=5,
+        prompt_tokens=150,
+        completion_tokens=45,
+        total_tokens=195,
+        cost=0.3,  # exact: 0.1 + 0.2 would be 0.30000000000000004 in floats
+        free_requests=3,
+        fallback_requests=3,
+        models=(
+            # Most used first; ties by name.
+            ModelUsage(
+                model=PAID,
+                requests=2,
+                prompt_tokens=70,
+                completion_tokens=20,
+                total_tokens=90,
+                cost=0.3,
+                free_requests=0,
+                fallback_requests=2,
+                avg_processing_time_ms=600.0,
+                avg_time_to_first_token_ms=85.0,
+            ),
+            ModelUsage(
+                model=FREE,
+                requests=2,
+                prompt_tokens=60,
+                completion_tokens=18,
+                total_tokens=78,
+                free_requests=2,
+                avg_processing_time_ms=150.5,
+                avg_time_to_first_token_ms=40.0,  # the one record that has it
+            ),
+            ModelUsage(
+                model=FALLBACK,
+                requests=1,
+                prompt_tokens=20,
+                completion_tokens=7,
+                total_tokens=27,
+                free_requests=1,
+                fallback_requests=1,
+                avg_processing_time_ms=301.0,
+                avg_time_to_first_token_ms=None,
+            ),
+        ),
+    )
+    assert totals.fallback_rate == 3 / 5
+    assert totals.free_model_share == 3 / 5
+    assert (only_first.requests, only_first.prompt_tokens, only_first.cost) == (3, 60, 0.1)
+    assert [m.model for m in only_first.models] == [FALLBACK, PAID, FREE]
+    assert (everything.requests, everything.prompt_tokens) == (7, 3150)
+    assert (since.requests, since.prompt_tokens) == (1, 2000)
+    assert (until.requests, until.prompt_tokens) == (1, 1000)
+    assert nothing == UsageTotals()
+
+    # Another user sees none of it; an empty ledger gives zeros, no models.
+    async with uow_factory(uuid.uuid4()) as uow:
+        assert await uow.usage.totals(UsageWindow()) == UsageTotals()
+        assert await uow.usage.totals(window, first.id) == UsageTotals()
+        assert await uow.usage.series(UsageWindow(), GroupBy.DAY) == []
+
+
+async def test_usage_series_by_day_week_and_month(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation, other = make_conversation(user), make_conversation(user)
+    jakarta = timezone(timedelta(hours=7))
+    times = [
+        datetime(2025, 1, 31, 23, 59, 59, 999999, tzinfo=UTC),  # Fri; January
+        datetime(2025, 2, 1, 0, 0, tzinfo=UTC),  # Sat; February; week of Jan 27
+        datetime(2025, 2, 2, 23, 30, tzinfo=UTC),  # Sun; still the week of Jan 27
+        datetime(2025, 2, 3, 6, 0, tzinfo=jakarta),  # Sun 23:00 UTC: the UTC day counts
+        datetime(2025, 2, 3, 0, 0, tzinfo=UTC),  # Mon: a new week
+        datetime(2025, 3, 3, 12, 0, tzinfo=UTC),  # Mon; March
+    ]
+    models = [FREE, PAID, FREE, FALLBACK, PAID, FREE]
+    specs = [
+        {"at": at, "model": model, "prompt": 10 * (i + 1), "cost": 0.01 if model == PAID else 0.0}
+        for i, (at, model) in enumerate(zip(times, models, strict=True))
+    ]
+    await ledger(uow_factory, conversation, specs)
+    # Elsewhere: only in the user-wide series.
+    await ledger(uow_factory, other, [{"at": datetime(2025, 2, 10, tzinfo=UTC), "prompt": 1}])
+
+    def utc(year: int, month: int, day: int) -> datetime:
+        return datetime(year, month, day, tzinfo=UTC)
+
+    async with uow_factory(user) as uow:
+        window = UsageWindow()
+        by_day = await uow.usage.series(window, GroupBy.DAY, conversation.id)
+        by_week = await uow.usage.series(window, GroupBy.WEEK, conversation.id)
+        by_month = await uow.usage.series(window, GroupBy.MONTH, conversation.id)
+        user_weeks = await uow.usage.series(window, GroupBy.WEEK)
+        # The window bounds apply to records, not to periods.
+        part = UsageWindow(start=times[1], end=times[5])
+        part_months = await uow.usage.series(part, GroupBy.MONTH, conversation.id)
+        part_days = await uow.usage.series(part, GroupBy.DAY, conversation.id)
+
+    def shape(buckets: list[UsageBucket]) -> list[tuple[datetime, int, int, float]]:
+        return [
+            (b.period_start, b.totals.requests, b.totals.prompt_tokens, b.totals.cost)
+            for b in buckets
+        ]
+
+    assert shape(by_day) == [
+        (utc(2025, 1, 31), 1, 10, 0.0),
+        (utc(2025, 2, 1), 1, 20, 0.01),
+        (utc(2025, 2, 2), 2, 70, 0.0),
+        (utc(2025, 2, 3), 1, 50, 0.01),
+        (utc(2025, 3, 3), 1, 60, 0.0),
+    ]
+    assert shape(by_week) == [
+        (utc(2025, 1, 27), 4, 100, 0.01),
+        (utc(2025, 2, 3), 1, 50, 0.01),
+        (utc(2025, 3, 3), 1, 60, 0.0),
+    ]
+    assert shape(by_month) == [
+        (utc(2025, 1, 1), 1, 10, 0.0),
+        (utc(2025, 2, 1), 4, 140, 0.02),
+        (utc(2025, 3, 1), 1, 60, 0.0),
+    ]
+    assert shape(user_weeks) == [
+        (utc(2025, 1, 27), 4, 100, 0.01),
+        (utc(2025, 2, 3), 1, 50, 0.01),
+        (utc(2025, 2, 10), 1, 1, 0.0),
+        (utc(2025, 3, 3), 1, 60, 0.0),
+    ]
+    assert shape(part_months) == [(utc(2025, 2, 1), 4, 140, 0.02)]
+    assert [b.period_start for b in part_days] == [utc(2025, 2, d) for d in (1, 2, 3)]
+    # Each bucket carries its own per-model breakdown.
+    week = by_week[0].totals
+    assert [(m.model, m.requests) for m in week.models] == [(FREE, 2), (FALLBACK, 1), (PAID, 1)]
+    assert all(b.period_start.utcoffset() == timedelta(0) for b in by_day)
+
+
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=120 * 24 * 3600 * 10**6),  # µs over 4 months
+            # "Zeta" sorts before "meta" in byte order, after it in most collations.
+            st.sampled_from([FREE, FALLBACK, PAID, "offline", "Zeta/z-1"]),
+            st.integers(min_value=0, max_value=4000),  # prompt
+            st.integers(min_value=0, max_value=1000),  # completion
+            st.integers(min_value=0, max_value=10**6),  # cost in 1e-8 USD
+            st.integers(min_value=0, max_value=60000),  # processing ms
+            st.none() | st.integers(min_value=0, max_value=10000),  # time to first token
+            st.booleans(),  # fell back
+            st.booleans(),  # which conversation
+        ),
+        max_size=15,
+    ),
+    bounds=st.tuples(
+        st.none() | st.integers(min_value=0, max_value=14),
+        st.none() | st.integers(min_value=0, max_value=14),
+    ),
+    group_by=st.sampled_from(list(GroupBy)),
+    by_conversation=st.booleans(),
+)
+async def test_usage_totals_and_series_agree_with_the_records(
+    uow_factory: UnitOfWorkFactory,
+    rows: list[tuple[int, str, int, int, int, int, int | None, bool, bool]],
+    bounds: tuple[int | None, int | None],
+    group_by: GroupBy,
+    by_conversation: bool,
+) -> None:
+    # Both adapters against one pure reference (chatcore.usage.summarize, bucket_start):
+    # so the in-memory and the PostgreSQL ledger give identical results, floats included.
+    user = uuid.uuid4()
+    conversations = [make_conversation(user), make_conversation(user)]
+    base = datetime(2024, 12, 1, tzinfo=UTC)
+    answers: list[Message] = []
+    records: list[UsageRecord] = []
+    for offset, model, prompt, completion, cost, ms, ttft, fell_back, which in rows:
+        at = base + timedelta(microseconds=offset)
+        answer = make_message(conversations[which], at, sender_type=SenderType.ASSISTANT)
+        answers.append(answer)
+        records.append(
+            make_usage(
+                answer,
+                model,
+                prompt=prompt,
+                completion=completion,
+                cost=cost / 10**8,  # the ledger keeps 8 decimal places
+                ms=ms,
+                ttft=ttft,
+                fell_back=fell_back,
+            )
+        )
+    await store(uow_factory, user, *conversations, *answers)
+    async with uow_factory(user) as uow:
+        for record in records:
+            await uow.usage.add(record)
+        await uow.commit()
+
+    # Window bounds: either open, or one of the record times (inclusive/exclusive edges).
+    times = sorted(r.created_at for r in records) or [base]
+    start_i, end_i = bounds
+    window = UsageWindow(
+        start=None if start_i is None else times[start_i % len(times)],
+        end=None if end_i is None else times[end_i % len(times)],
+    )
+    conversation_id = conversations[0].id if by_conversation else None
+    chosen = [
+        r
+        for r in records
+        if (window.start is None or r.created_at >= window.start)
+        and (window.end is None or r.created_at < window.end)
+        and (conversation_id is None or r.conversation_id == conversation_id)
+    ]
+    periods: dict[datetime, list[UsageRecord]] = {}
+    for record in chosen:
+        periods.setdefault(bucket_start(record.created_at, group_by), []).append(record)
+    expected_series = [
+        UsageBucket(period_start=start, totals=summarize(periods[start]))
+        for start in sorted(periods)
+    ]
+
+    async with uow_factory(user) as uow:
+        assert await uow.usage.totals(window, conversation_id) == summarize(chosen)
+        assert await uow.usage.series(window, group_by, conversation_id) == expected_series

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres import APP_ROLE, PostgresUnitOfWorkFactory
+from adapters.postgres import ANALYTICS_ROLE, APP_ROLE, PostgresUnitOfWorkFactory
 from chatcore.domain import new_id
 
 pytestmark = pytest.mark.postgres
@@ -270,10 +270,39 @@ async def test_every_table_has_forced_row_level_security(pg_engine: AsyncEngine)
         assert has_user, name
         assert rls, f"{name}: row-level security not enabled"
         assert force, f"{name}: row-level security not forced"
-        assert policies == 1, name
+        # The owner policy everywhere; the usage ledger also the analytics read policy.
+        assert policies == (2 if name == "usage_tracking" else 1), name
 
 
-async def test_service_role_is_unprivileged(pg_engine: AsyncEngine) -> None:
+async def test_policies_are_the_owner_ones_plus_a_read_only_analytics_one(
+    pg_engine: AsyncEngine,
+) -> None:
+    async with pg_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT tablename, policyname, permissive, roles::text[], cmd"
+                    " FROM pg_policies WHERE schemaname = :schema"
+                ),
+                {"schema": SCHEMA},
+            )
+        ).all()
+    assert sorted(tuple(row) for row in rows) == sorted(
+        [
+            *((t, f"{t}_owner", "PERMISSIVE", ["public"], "ALL") for t in TABLES),
+            (
+                "usage_tracking",
+                "usage_tracking_analytics",
+                "PERMISSIVE",
+                [ANALYTICS_ROLE],
+                "SELECT",
+            ),
+        ]
+    )
+
+
+@pytest.mark.parametrize("role", [APP_ROLE, ANALYTICS_ROLE])
+async def test_service_roles_are_unprivileged(pg_engine: AsyncEngine, role: str) -> None:
     async with pg_engine.connect() as conn:
         row = (
             await conn.execute(
@@ -281,10 +310,28 @@ async def test_service_role_is_unprivileged(pg_engine: AsyncEngine) -> None:
                     "SELECT rolsuper, rolbypassrls, rolcanlogin, rolinherit FROM pg_roles"
                     " WHERE rolname = :role"
                 ),
-                {"role": APP_ROLE},
+                {"role": role},
             )
         ).one()
     assert tuple(row) == (False, False, False, False)
+
+
+async def test_the_analytics_policy_does_not_widen_the_service_role(
+    pg_engine: AsyncEngine,
+) -> None:
+    # chatcore_app is no member of chatcore_analytics: its usage stays per user.
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    alice_ids = await seed(pg_engine, alice)
+    await seed(pg_engine, bob)
+    async with as_service(pg_engine, alice) as conn:
+        rows = (await conn.execute(text(f"SELECT id, user_id FROM {SCHEMA}.usage_tracking"))).all()
+    assert {row[0] for row in rows} == alice_ids["usage_tracking"]
+    async with pg_engine.connect() as conn:
+        member = await conn.execute(
+            text("SELECT pg_has_role(:app, :analytics, 'MEMBER')"),
+            {"app": APP_ROLE, "analytics": ANALYTICS_ROLE},
+        )
+        assert member.scalar() is False
 
 
 async def test_unit_of_work_runs_as_the_service_role_for_one_transaction(

@@ -7,6 +7,7 @@ contract test suite checks against both.
 
 from adapters.memory.events import InMemoryEventPublisher
 from adapters.memory.ratelimit import InMemoryRateLimiter
+from adapters.memory.spend import InMemorySpendLedger, InMemorySystemUsageReader
 from adapters.memory.store import (
     InMemoryConversationRepository,
     InMemoryMessageRepository,
@@ -21,7 +22,9 @@ __all__ = [
     "InMemoryEventPublisher",
     "InMemoryMessageRepository",
     "InMemoryRateLimiter",
+    "InMemorySpendLedger",
     "InMemoryStore",
+    "InMemorySystemUsageReader",
     "InMemoryUnitOfWork",
     "InMemoryUnitOfWorkFactory",
     "InMemoryUsageRepository",

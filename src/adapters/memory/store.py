@@ -5,7 +5,8 @@ from __future__ import annotations
 import bisect
 import builtins
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 from uuid import UUID
@@ -14,6 +15,7 @@ from chatcore.domain.conversation import Conversation
 from chatcore.domain.message import Message, UsageRecord
 from chatcore.pagination import PageRequest
 from chatcore.ports import ConversationFilter
+from chatcore.usage import GroupBy, UsageBucket, UsageTotals, UsageWindow, bucket_start, summarize
 
 __all__ = [
     "InMemoryConversationRepository",
@@ -22,6 +24,8 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUnitOfWorkFactory",
     "InMemoryUsageRepository",
+    "in_window",
+    "usage_series",
 ]
 
 
@@ -149,9 +153,38 @@ class InMemoryMessageRepository:
         return [copy.deepcopy(m) for m in reversed(rows)]
 
 
+def in_window(
+    records: Iterable[UsageRecord], window: UsageWindow, conversation_id: UUID | None = None
+) -> builtins.list[UsageRecord]:
+    """The records in ``[window.start, window.end)`` (of one conversation when given)."""
+    start, end = window.start, window.end
+    return [
+        r
+        for r in records
+        if (start is None or r.created_at >= start)
+        and (end is None or r.created_at < end)
+        and (conversation_id is None or r.conversation_id == conversation_id)
+    ]
+
+
+def usage_series(records: Iterable[UsageRecord], group_by: GroupBy) -> builtins.list[UsageBucket]:
+    """Totals per UTC day/week/month, oldest first; periods without records left out."""
+    periods: dict[datetime, builtins.list[UsageRecord]] = {}
+    for record in records:
+        periods.setdefault(bucket_start(record.created_at, group_by), []).append(record)
+    return [
+        UsageBucket(period_start=start, totals=summarize(periods[start]))
+        for start in sorted(periods)
+    ]
+
+
 class InMemoryUsageRepository:
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
+
+    def _visible(self) -> builtins.list[UsageRecord]:
+        merged = {**self._uow.store.usage, **self._uow.staged_usage}
+        return [r for r in merged.values() if r.user_id == self._uow.user_id]
 
     async def add(self, record: UsageRecord) -> None:
         _check_owner(self._uow.user_id, record.user_id)
@@ -165,6 +198,14 @@ class InMemoryUsageRepository:
             for r in merged.values()
             if r.user_id == self._uow.user_id and r.message_id in wanted
         }
+
+    async def totals(self, window: UsageWindow, conversation_id: UUID | None = None) -> UsageTotals:
+        return summarize(in_window(self._visible(), window, conversation_id))
+
+    async def series(
+        self, window: UsageWindow, group_by: GroupBy, conversation_id: UUID | None = None
+    ) -> builtins.list[UsageBucket]:
+        return usage_series(in_window(self._visible(), window, conversation_id), group_by)
 
 
 class InMemoryUnitOfWork:

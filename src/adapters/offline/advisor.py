@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from adapters.offline.compose import compose_answer
 from chatcore.domain.message import Usage
@@ -92,7 +92,7 @@ class OfflineChatModel:
         """
         return self.answer(request)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """The answer as word-sized :class:`StreamDelta` pieces, then one :class:`StreamEnd`.
 
         Joining the deltas' text gives exactly the reply's content.

@@ -10,28 +10,44 @@ Typical use::
         await uow.commit()
 """
 
+from adapters.postgres.analytics import PostgresSystemUsageReader
 from adapters.postgres.database import create_engine, ping, to_async_url
 from adapters.postgres.embedded import start_embedded, stop_embedded
-from adapters.postgres.migrate import alembic_config, migrate, migration_lock_key, run_migrations
+from adapters.postgres.migrate import (
+    alembic_config,
+    downgrade,
+    migrate,
+    migration_lock_key,
+    run_migrations,
+)
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
     PostgresUsageRepository,
 )
-from adapters.postgres.tables import APP_ROLE, DEFAULT_SCHEMA, USER_SETTING, metadata
+from adapters.postgres.tables import (
+    ANALYTICS_ROLE,
+    APP_ROLE,
+    DEFAULT_SCHEMA,
+    USER_SETTING,
+    metadata,
+)
 from adapters.postgres.uow import PostgresUnitOfWork, PostgresUnitOfWorkFactory
 
 __all__ = [
+    "ANALYTICS_ROLE",
     "APP_ROLE",
     "DEFAULT_SCHEMA",
     "USER_SETTING",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
+    "PostgresSystemUsageReader",
     "PostgresUnitOfWork",
     "PostgresUnitOfWorkFactory",
     "PostgresUsageRepository",
     "alembic_config",
     "create_engine",
+    "downgrade",
     "metadata",
     "migrate",
     "migration_lock_key",

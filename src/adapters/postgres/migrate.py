@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 from adapters.postgres.database import to_async_url
 from adapters.postgres.tables import DEFAULT_SCHEMA
 
-__all__ = ["alembic_config", "migrate", "migration_lock_key", "run_migrations"]
+__all__ = ["alembic_config", "downgrade", "migrate", "migration_lock_key", "run_migrations"]
 
 _SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 # Alembic keeps its running context in module globals (``alembic.context``,
@@ -47,7 +47,7 @@ def alembic_config(schema: str = DEFAULT_SCHEMA) -> Config:
     return config
 
 
-def _upgrade(connection: Connection, schema: str) -> None:
+def _run(connection: Connection, schema: str, revision: str, up: bool) -> None:
     # A transaction-level lock: released by the commit (or rollback) that ends the
     # migration, even if this process dies, so a crashed replica never blocks the others.
     connection.execute(
@@ -55,15 +55,13 @@ def _upgrade(connection: Connection, schema: str) -> None:
     )
     config = alembic_config(schema)
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    if up:
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
 
 
-async def migrate(url: str, schema: str = DEFAULT_SCHEMA) -> None:
-    """Bring the database at ``url`` to the newest revision, in one transaction.
-
-    Safe to call from several replicas at once: an advisory lock serializes them and
-    the later ones find nothing left to do.
-    """
+async def _migrate(url: str, schema: str, revision: str, up: bool) -> None:
     # Polling rather than blocking: the lock may be held by another event loop's task,
     # and a cancelled waiter must not end up owning it.
     while not _IN_PROCESS.acquire(blocking=False):  # noqa: ASYNC110 - an Event cannot span loops
@@ -72,11 +70,29 @@ async def migrate(url: str, schema: str = DEFAULT_SCHEMA) -> None:
         engine = create_async_engine(to_async_url(url), poolclass=NullPool)
         try:
             async with engine.begin() as connection:
-                await connection.run_sync(_upgrade, schema)
+                await connection.run_sync(_run, schema, revision, up)
         finally:
             await engine.dispose()
     finally:
         _IN_PROCESS.release()
+
+
+async def migrate(url: str, schema: str = DEFAULT_SCHEMA, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (the newest by default), in one transaction.
+
+    Safe to call from several replicas at once: an advisory lock serializes them and
+    the later ones find nothing left to do.
+    """
+    await _migrate(url, schema, revision, up=True)
+
+
+async def downgrade(url: str, revision: str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Take the database at ``url`` back to ``revision`` (``"base"``: nothing), in one transaction.
+
+    For operators rolling a release back; serialized with :func:`migrate` by the same locks.
+    Cluster-wide roles stay, they may serve other databases.
+    """
+    await _migrate(url, schema, revision, up=False)
 
 
 def run_migrations(url: str, schema: str = DEFAULT_SCHEMA) -> None:

@@ -17,17 +17,24 @@ from uuid import UUID
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     DateTime,
     Executable,
+    Select,
     String,
     Uuid,
     any_,
     bindparam,
+    cast,
+    distinct,
+    func,
     insert,
+    literal_column,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,12 +43,19 @@ from chatcore.domain.conversation import ContextType, Conversation, Conversation
 from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
 from chatcore.pagination import PageRequest
 from chatcore.ports import ConversationFilter
+from chatcore.usage import GroupBy, ModelUsage, UsageBucket, UsageTotals, UsageWindow
 
 __all__ = [
     "ConnectionSource",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
     "PostgresUsageRepository",
+    "buckets_from_rows",
+    "distinct_users_statement",
+    "paid_cost_statement",
+    "totals_from_rows",
+    "usage_aggregate_statement",
+    "window_params",
 ]
 
 # SQLSTATE of "new row violates row-level security policy" (insufficient_privilege).
@@ -386,6 +400,9 @@ _USAGE_FOR_MESSAGES = (
         _u.processing_time_ms,
         _u.created_at,
         _u.metadata,
+        _u.time_to_first_token_ms,
+        _u.attempts,
+        _u.fallback_used,
     )
     .where(_u.message_id == any_(bindparam("message_ids", type_=ARRAY(Uuid()))))
     # Oldest first: should a message have several records, the newest one wins.
@@ -407,6 +424,9 @@ def _usage(row: Sequence[Any]) -> UsageRecord:
         processing_ms,
         created,
         metadata,
+        first_token_ms,
+        attempts,
+        fallback_used,
     ) = row
     return UsageRecord(
         id=id_,
@@ -422,8 +442,179 @@ def _usage(row: Sequence[Any]) -> UsageRecord:
         ),
         processing_time_ms=processing_ms or 0,
         created_at=created,
+        time_to_first_token_ms=first_token_ms,
+        attempts=tuple(str(a) for a in attempts or ()),
+        fell_back=fallback_used,
         metadata=metadata,
     )
+
+
+# Aggregates. One statement per shape (cached), each a single GROUP BY over the rows of
+# the window: ROLLUP(model_used) yields a row per model plus the window's total row
+# (grouping(model_used) = 1), so that every sum is exact in the database (costs are
+# numeric) and nothing is re-added in Python. The statements serve both the per-user
+# repository (under row-level security, filtered by user_id so that an index serves
+# them) and the service-wide reader (adapters.postgres.analytics).
+
+
+def _mean(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    # sum::float8 / count: one correctly rounded division, like Python's sum(ints) / n
+    # (avg() would round a numeric quotient, then again to float). NULL without values.
+    return cast(func.sum(column), DOUBLE_PRECISION).op("/", return_type=DOUBLE_PRECISION)(
+        func.nullif(func.count(column), 0)
+    )
+
+
+def _in_window(
+    statement: Select[Any], per_user: bool, by_conversation: bool, has_start: bool, has_end: bool
+) -> Select[Any]:
+    if per_user:
+        statement = statement.where(_u.user_id == bindparam("user_id", type_=Uuid()))
+    if by_conversation:
+        statement = statement.where(
+            _u.conversation_id == bindparam("conversation_id", type_=Uuid())
+        )
+    # Half-open [start, end): a period's end is the next period's start.
+    if has_start:
+        statement = statement.where(
+            _u.created_at >= bindparam("start", type_=DateTime(timezone=True))
+        )
+    if has_end:
+        statement = statement.where(_u.created_at < bindparam("end", type_=DateTime(timezone=True)))
+    return statement
+
+
+@functools.cache
+def usage_aggregate_statement(
+    *,
+    per_user: bool,
+    by_conversation: bool,
+    has_start: bool,
+    has_end: bool,
+    group_by: GroupBy | None,
+) -> Executable:
+    """Usage per model plus total rows, per period when ``group_by`` is given.
+
+    Columns: period start (or NULL), is-total flag, model, requests, prompt, completion
+    and total tokens, cost, free requests, fallback requests, mean processing time,
+    mean time to first token. Ordered by period, then requests descending and model
+    name (byte order, like Python's). Parameters: ``user_id`` when ``per_user``,
+    ``conversation_id``, ``start``, ``end`` as the flags say (see :func:`window_params`).
+    """
+    model = _u.model_used
+    if group_by is None:
+        period: ColumnElement[Any] = literal_column("NULL::timestamptz")
+        grouping: tuple[ColumnElement[Any], ...] = (func.rollup(model),)
+    else:
+        # UTC periods; weeks start on Monday. The unit is a literal (from the enum),
+        # so that GROUP BY and the select list hold the same expression.
+        period = func.date_trunc(
+            literal_column(f"'{group_by.value}'"),
+            _u.created_at,
+            literal_column("'UTC'"),
+            type_=DateTime(timezone=True),
+        )
+        grouping = (period, func.rollup(model))
+    requests = func.count()
+    statement = select(
+        period,
+        func.grouping(model),
+        model,
+        requests,
+        func.coalesce(func.sum(_u.prompt_tokens), 0),
+        func.coalesce(func.sum(_u.completion_tokens), 0),
+        func.coalesce(func.sum(_u.total_tokens), 0),
+        func.coalesce(func.sum(_u.cost_credits), 0, type_=_u.cost_credits.type),
+        requests.filter(_u.is_free_model),
+        requests.filter(_u.fallback_used),
+        _mean(_u.processing_time_ms),
+        _mean(_u.time_to_first_token_ms),
+    ).select_from(usage_tracking)
+    statement = _in_window(statement, per_user, by_conversation, has_start, has_end)
+    order: list[ColumnElement[Any]] = [] if group_by is None else [period]
+    order += [requests.desc(), model.collate("C")]
+    return statement.group_by(*grouping).order_by(*order)
+
+
+@functools.cache
+def distinct_users_statement(*, has_start: bool, has_end: bool) -> Executable:
+    """How many distinct users have usage in the window (parameters: ``start``, ``end``)."""
+    statement = select(func.count(distinct(_u.user_id))).select_from(usage_tracking)
+    return _in_window(statement, False, False, has_start, has_end)
+
+
+_PAID_COST = select(func.coalesce(func.sum(_u.cost_credits), 0, type_=_u.cost_credits.type)).where(
+    ~_u.is_free_model,
+    _u.created_at >= bindparam("since", type_=DateTime(timezone=True)),
+)
+
+
+def paid_cost_statement() -> Executable:
+    """The cost of paid-model answers since ``:since`` (an index-only scan of
+    ix_usage_paid_created)."""
+    return _PAID_COST
+
+
+def window_params(window: UsageWindow, **params: Any) -> dict[str, Any]:
+    """``params`` plus the window's bounds that are set."""
+    if window.start is not None:
+        params["start"] = window.start
+    if window.end is not None:
+        params["end"] = window.end
+    return params
+
+
+def _model_usage(row: Sequence[Any]) -> ModelUsage:
+    (_, _, model, requests, prompt, completion, total, cost, free, fallback, mean, ttft) = row
+    return ModelUsage(
+        model=model,
+        requests=requests,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        cost=float(cost),
+        free_requests=free,
+        fallback_requests=fallback,
+        avg_processing_time_ms=0.0 if mean is None else float(mean),
+        avg_time_to_first_token_ms=None if ttft is None else float(ttft),
+    )
+
+
+def _totals(total: Sequence[Any] | None, models: builtins.list[ModelUsage]) -> UsageTotals:
+    if total is None:
+        return UsageTotals()
+    (_, _, _, requests, prompt, completion, tokens, cost, free, fallback, _, _) = total
+    return UsageTotals(
+        requests=requests,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=tokens,
+        cost=float(cost),
+        free_requests=free,
+        fallback_requests=fallback,
+        models=tuple(models),
+    )
+
+
+def totals_from_rows(rows: Sequence[Sequence[Any]]) -> UsageTotals:
+    """The result of :func:`usage_aggregate_statement` without ``group_by``."""
+    total = next((row for row in rows if row[1]), None)
+    return _totals(total, [_model_usage(row) for row in rows if not row[1]])
+
+
+def buckets_from_rows(rows: Sequence[Sequence[Any]]) -> builtins.list[UsageBucket]:
+    """The result of :func:`usage_aggregate_statement` with ``group_by``, oldest first."""
+    totals: dict[Any, Sequence[Any]] = {}
+    models: dict[Any, builtins.list[ModelUsage]] = {}
+    for row in rows:  # ordered by period, then most used model first
+        if row[1]:
+            totals[row[0]] = row
+        else:
+            models.setdefault(row[0], []).append(_model_usage(row))
+    return [
+        UsageBucket(period_start=start, totals=_totals(totals[start], models.get(start, [])))
+        for start in totals
+    ]
 
 
 class PostgresUsageRepository:
@@ -451,6 +642,9 @@ class PostgresUsageRepository:
                 "processing_time_ms": record.processing_time_ms,
                 "metadata": record.metadata,
                 "created_at": record.created_at,
+                "time_to_first_token_ms": record.time_to_first_token_ms,
+                "attempts": list(record.attempts),
+                "fallback_used": record.fell_back,
             },
         )
 
@@ -461,3 +655,27 @@ class PostgresUsageRepository:
             self._source, _USAGE_FOR_MESSAGES, {"message_ids": list(message_ids)}
         )
         return {record.message_id: record for record in map(_usage, result)}
+
+    async def _aggregate(
+        self, window: UsageWindow, group_by: GroupBy | None, conversation_id: UUID | None
+    ) -> builtins.list[Sequence[Any]]:
+        statement = usage_aggregate_statement(
+            per_user=True,
+            by_conversation=conversation_id is not None,
+            has_start=window.start is not None,
+            has_end=window.end is not None,
+            group_by=group_by,
+        )
+        params = window_params(window, user_id=self._source.user_id)
+        if conversation_id is not None:
+            params["conversation_id"] = conversation_id
+        result = await _execute(self._source, statement, params)
+        return builtins.list(result.all())
+
+    async def totals(self, window: UsageWindow, conversation_id: UUID | None = None) -> UsageTotals:
+        return totals_from_rows(await self._aggregate(window, None, conversation_id))
+
+    async def series(
+        self, window: UsageWindow, group_by: GroupBy, conversation_id: UUID | None = None
+    ) -> builtins.list[UsageBucket]:
+        return buckets_from_rows(await self._aggregate(window, group_by, conversation_id))

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
+    "ANALYTICS_ROLE",
     "APP_ROLE",
     "DEFAULT_SCHEMA",
     "USER_SETTING",
@@ -43,6 +44,9 @@ DEFAULT_SCHEMA = "chat"
 # The unprivileged role the service's transactions run as (``SET LOCAL ROLE``), so that
 # row-level security applies even when the login role is a superuser or the owner.
 APP_ROLE = "chatcore_app"
+# The read-only role of service-wide usage figures (admin analytics, the paid-model
+# budget): SELECT on usage_tracking only, every user's rows, nothing else.
+ANALYTICS_ROLE = "chatcore_analytics"
 # The per-transaction setting the row-level security policies read.
 USER_SETTING = "app.current_user_id"
 
@@ -134,6 +138,11 @@ usage_tracking = Table(
     Column("processing_time_ms", Integer(), nullable=True),
     Column("metadata", JSONB(), nullable=False, server_default=_EMPTY_JSON),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # 0002: the fallback ledger.
+    Column("time_to_first_token_ms", Integer(), nullable=True),
+    # Every rung of the model chain tried or skipped, in order: a JSON list of strings.
+    Column("attempts", JSONB(), nullable=False, server_default=text("'[]'::jsonb")),
+    Column("fallback_used", Boolean(), nullable=False, server_default=text("false")),
     ForeignKeyConstraint(
         ["conversation_id", "user_id"],
         ["conversations.id", "conversations.user_id"],
@@ -143,4 +152,14 @@ usage_tracking = Table(
     Index("ix_usage_user_created", "user_id", "created_at"),
     Index("ix_usage_created", "created_at"),
     Index("ix_usage_message", "message_id"),
+    # 0002: a conversation's usage (and the cascade when a conversation is deleted).
+    Index("ix_usage_user_conversation_created", "user_id", "conversation_id", "created_at"),
+    # 0002: the paid-model budget, an index-only scan over the few paid rows (user_id for
+    # the row-level security filter).
+    Index(
+        "ix_usage_paid_created",
+        "created_at",
+        postgresql_include=["cost_credits", "user_id"],
+        postgresql_where=text("NOT is_free_model"),
+    ),
 )

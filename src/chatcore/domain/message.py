@@ -61,7 +61,11 @@ class Usage:
 
 @dataclass(slots=True, kw_only=True)
 class UsageRecord:
-    """One row of the usage ledger: what one answer cost and how long it took."""
+    """One row of the usage ledger: what one answer cost and how long it took.
+
+    ``attempts`` lists every rung of the model chain that was tried or skipped, in
+    order (``"model: failed (rate_limited)"``, ``"model: answered"``).
+    """
 
     id: UUID
     user_id: UUID
@@ -71,4 +75,7 @@ class UsageRecord:
     usage: Usage
     processing_time_ms: int
     created_at: datetime
+    time_to_first_token_ms: int | None = None
+    attempts: tuple[str, ...] = ()
+    fell_back: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,19 @@ from chatcore.services.conversations import (
     CreateConversation,
     UpdateConversation,
 )
-from chatcore.services.messages import MessagePage, MessageService, SendResult
+from chatcore.services.messages import (
+    MessagePage,
+    MessageService,
+    RegenerateOptions,
+    RegenerateResult,
+    SendResult,
+    StreamCompleted,
+    StreamFailed,
+    StreamStarted,
+    StreamText,
+    StreamUpdate,
+)
+from chatcore.services.usage import SystemReport, UsageReport, UsageService
 
 __all__ = [
     "ChatSettings",
@@ -15,6 +27,16 @@ __all__ = [
     "MessagePage",
     "MessageService",
     "Page",
+    "RegenerateOptions",
+    "RegenerateResult",
     "SendResult",
+    "StreamCompleted",
+    "StreamFailed",
+    "StreamStarted",
+    "StreamText",
+    "StreamUpdate",
+    "SystemReport",
     "UpdateConversation",
+    "UsageReport",
+    "UsageService",
 ]

@@ -1,27 +1,49 @@
-"""Message use cases: send a message and get the advisor's answer; list messages."""
+"""Message use cases: send (whole or streamed), regenerate, list, get."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
-from chatcore.context import build_context
+from chatcore.context import BuiltContext, build_context
 from chatcore.domain.conversation import Conversation
 from chatcore.domain.ids import new_id
 from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
 from chatcore.domain.profile import profile_from_context
 from chatcore.errors import AIServiceUnavailableError, NotFoundError, ValidationError
 from chatcore.events import AnswerFailed, AnswerProduced, UserMessageStored
+from chatcore.fallback import (
+    GatewayReply,
+    ModelGateway,
+    NoModelAnsweredError,
+    StreamInterruptedError,
+)
 from chatcore.limits import RateLimits
-from chatcore.models import ChatRequest, ModelError
+from chatcore.models import ChatRequest, StreamDelta
 from chatcore.pagination import PageRequest, encode_cursor
-from chatcore.ports import ChatModel, Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
+from chatcore.ports import Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
 from chatcore.prompts import LANGUAGES
 from chatcore.services.common import ChatSettings, Page, load_conversation
 
-__all__ = ["MessagePage", "MessageService", "SendResult"]
+__all__ = [
+    "MessagePage",
+    "MessageService",
+    "RegenerateOptions",
+    "RegenerateResult",
+    "SendResult",
+    "StreamCompleted",
+    "StreamFailed",
+    "StreamStarted",
+    "StreamText",
+    "StreamUpdate",
+]
+
+UNAVAILABLE_MESSAGE = "the AI service could not answer; your message is saved"
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -34,12 +56,61 @@ class SendResult:
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
+class RegenerateOptions:
+    """Knobs of a regeneration; ``model`` must be one of the configured chain."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    model: str | None = None
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RegenerateResult:
+    message: Message
+    usage: Usage
+    original_message_id: UUID
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
 class MessagePage:
     page: Page[Message]
     usage: dict[UUID, UsageRecord]
 
 
-def _branch(recent_newest_first: list[Message], parent_id: UUID | None) -> list[Message]:
+@dataclass(slots=True, frozen=True)
+class StreamStarted:
+    """The user's message is stored (the stream's first event)."""
+
+    user_message: Message
+
+
+@dataclass(slots=True, frozen=True)
+class StreamText:
+    delta: str
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StreamCompleted:
+    assistant_message: Message
+    usage: Usage
+    model: str
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StreamFailed:
+    """The answer failed: ``AI_SERVICE_UNAVAILABLE`` before any token, else
+    ``STREAM_INTERRUPTED`` (what was generated is kept, status ``failed``)."""
+
+    code: str
+    message: str
+    user_message_id: UUID
+    assistant_message: Message | None = None
+
+
+StreamUpdate = StreamStarted | StreamText | StreamCompleted | StreamFailed
+
+
+def _branch(recent_newest_first: builtins.list[Message], parent_id: UUID | None) -> list[Message]:
     """The messages from the root to ``parent_id`` (oldest first), within what was read."""
     by_id = {m.id: m for m in recent_newest_first}
     chain: list[Message] = []
@@ -51,25 +122,39 @@ def _branch(recent_newest_first: list[Message], parent_id: UUID | None) -> list[
     return chain
 
 
+@dataclass(slots=True)
+class _Turn:
+    """What one answer is being produced for."""
+
+    conversation: Conversation
+    user_message: Message
+    context: BuiltContext
+    request: ChatRequest
+
+
 class MessageService:
-    """Sending messages and reading them back."""
+    """Sending messages, streaming and regenerating answers, and reading them back."""
 
     def __init__(
         self,
         *,
         uow: UnitOfWorkFactory,
         clock: Clock,
-        model: ChatModel,
+        gateway: ModelGateway,
         limits: RateLimits,
         events: EventPublisher,
         settings: ChatSettings,
     ) -> None:
         self._uow = uow
         self._clock = clock
-        self._model = model
+        self._gateway = gateway
         self._limits = limits
         self._events = events
         self._settings = settings
+
+    @property
+    def gateway(self) -> ModelGateway:
+        return self._gateway
 
     def language_of(self, conversation: Conversation) -> str:
         """The conversation's language (``metadata.language``) or the configured one."""
@@ -108,22 +193,49 @@ class MessageService:
             parent_id = parent.id
         return parent_id, _branch(recent, parent_id)
 
-    async def send(
+    def _request(
+        self,
+        conversation: Conversation,
+        question: str,
+        history: builtins.list[Message],
+        options: RegenerateOptions | None = None,
+    ) -> tuple[BuiltContext, ChatRequest]:
+        language = self.language_of(conversation)
+        profile = profile_from_context(conversation.context_data)
+        context = build_context(
+            question=question,
+            history=history,
+            profile=profile,
+            language=language,
+            budget=self._settings.history_token_budget,
+        )
+        options = options or RegenerateOptions()
+        request = ChatRequest(
+            messages=context.messages,
+            temperature=(
+                options.temperature
+                if options.temperature is not None
+                else self._settings.temperature
+            ),
+            max_tokens=options.max_tokens or self._settings.max_tokens,
+            profile=profile,
+            language=language,
+        )
+        return context, request
+
+    async def _store_user_message(
         self,
         user_id: UUID,
         conversation_id: UUID,
         content: str,
-        *,
-        parent_message_id: UUID | None = None,
-    ) -> SendResult:
-        """Store the user's message, answer it, store the answer and its usage.
-
-        The user's message is committed before the model is called, so it survives
-        any model failure; then :class:`AIServiceUnavailableError` carries its id.
-        """
+        parent_message_id: UUID | None,
+        placeholder: bool = False,
+    ) -> tuple[_Turn, Message | None]:
+        """Commit the user's message (and, for streams, the answer's ``streaming`` row)."""
         self.check_content(content)
         await self._limits.message(user_id)
         now = self._clock.now()
+        pending: Message | None = None
         async with self._uow(user_id) as uow:
             conversation = await load_conversation(uow, conversation_id)
             parent_id, history = await self._parent_and_history(
@@ -139,6 +251,19 @@ class MessageService:
                 created_at=now,
             )
             await uow.messages.add(user_message)
+            if placeholder:
+                later = self._clock.now()
+                pending = Message(
+                    id=new_id(later),
+                    conversation_id=conversation_id,
+                    user_id=user_id,
+                    sender_type=SenderType.ASSISTANT,
+                    content="",
+                    parent_message_id=user_message.id,
+                    status=MessageStatus.STREAMING,
+                    created_at=later,
+                )
+                await uow.messages.add(pending)
             conversation.touch(now)
             await uow.conversations.save(conversation)
             await uow.commit()
@@ -150,68 +275,28 @@ class MessageService:
                 length=len(content),
             )
         )
+        context, request = self._request(conversation, content, history)
+        return _Turn(conversation, user_message, context, request), pending
 
-        language = self.language_of(conversation)
-        profile = profile_from_context(conversation.context_data)
-        context = build_context(
-            question=content,
-            history=history,
-            profile=profile,
-            language=language,
-            budget=self._settings.history_token_budget,
-        )
-        request = ChatRequest(
-            messages=context.messages,
-            temperature=self._settings.temperature,
-            max_tokens=self._settings.max_tokens,
-            profile=profile,
-            language=language,
-        )
-        started = time.perf_counter()
-        try:
-            reply = await self._model.complete(request)
-        except ModelError as exc:
-            reasons = [f"{exc.model}: {exc.kind.value}"]
-            await self._events.publish(
-                AnswerFailed(
-                    user_id=user_id,
-                    conversation_id=conversation_id,
-                    user_message_id=user_message.id,
-                    reasons=reasons,
-                )
-            )
-            raise AIServiceUnavailableError(
-                "the AI service could not answer; your message is saved",
-                user_message_id=user_message.id,
-                reasons=reasons,
-            ) from exc
-        elapsed_ms = round((time.perf_counter() - started) * 1000)
-
-        answered_at = self._clock.now()
-        assistant = Message(
-            id=new_id(answered_at),
-            conversation_id=conversation_id,
-            user_id=user_id,
-            sender_type=SenderType.ASSISTANT,
-            content=reply.content,
-            parent_message_id=user_message.id,
-            status=MessageStatus.COMPLETE,
-            metadata={
-                "model": reply.model,
-                "finish_reason": reply.finish_reason,
-                "processing_time_ms": elapsed_ms,
-            },
-            created_at=answered_at,
-        )
-        record = UsageRecord(
-            id=new_id(answered_at),
-            user_id=user_id,
-            conversation_id=conversation_id,
-            message_id=assistant.id,
-            model_used=reply.model,
-            usage=reply.usage,
+    def _usage_record(
+        self,
+        message: Message,
+        answer: GatewayReply,
+        elapsed_ms: int,
+        context: BuiltContext,
+    ) -> UsageRecord:
+        return UsageRecord(
+            id=new_id(message.created_at),
+            user_id=message.user_id,
+            conversation_id=message.conversation_id,
+            message_id=message.id,
+            model_used=answer.reply.model,
+            usage=answer.reply.usage,
             processing_time_ms=elapsed_ms,
-            created_at=answered_at,
+            created_at=self._clock.now(),
+            time_to_first_token_ms=answer.time_to_first_token_ms,
+            attempts=tuple(a.describe() for a in answer.attempts),
+            fell_back=answer.fell_back,
             metadata={
                 "history_used": context.history_used,
                 "history_dropped": context.history_dropped,
@@ -219,27 +304,272 @@ class MessageService:
                 "estimated_prompt_tokens": context.estimated_tokens,
             },
         )
-        async with self._uow(user_id) as uow:
-            await uow.messages.add(assistant)
+
+    async def _record_answer(
+        self,
+        message: Message,
+        answer: GatewayReply,
+        elapsed_ms: int,
+        context: BuiltContext,
+        *,
+        insert: bool,
+        streamed: bool = False,
+    ) -> None:
+        record = self._usage_record(message, answer, elapsed_ms, context)
+        async with self._uow(message.user_id) as uow:
+            if insert:
+                await uow.messages.add(message)
+            else:
+                await uow.messages.save(message)
             await uow.usage.add(record)
             await uow.commit()
+        usage = answer.reply.usage
         await self._events.publish(
             AnswerProduced(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                message_id=assistant.id,
-                model=reply.model,
-                prompt_tokens=reply.usage.prompt_tokens,
-                completion_tokens=reply.usage.completion_tokens,
+                user_id=message.user_id,
+                conversation_id=message.conversation_id,
+                message_id=message.id,
+                model=answer.reply.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
                 processing_time_ms=elapsed_ms,
+                cost=usage.cost,
+                is_free_model=usage.is_free_model,
+                time_to_first_token_ms=answer.time_to_first_token_ms,
+                fell_back=answer.fell_back,
+                streamed=streamed,
             )
         )
+
+    async def _unavailable(
+        self, user_id: UUID, conversation_id: UUID, user_message_id: UUID, reasons: list[str]
+    ) -> AIServiceUnavailableError:
+        await self._events.publish(
+            AnswerFailed(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                user_message_id=user_message_id,
+                reasons=reasons,
+            )
+        )
+        return AIServiceUnavailableError(
+            UNAVAILABLE_MESSAGE, user_message_id=user_message_id, reasons=reasons
+        )
+
+    @staticmethod
+    def _metadata(answer: GatewayReply, elapsed_ms: int, **extra: Any) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "model": answer.reply.model,
+            "finish_reason": answer.reply.finish_reason,
+            "processing_time_ms": elapsed_ms,
+        }
+        if answer.fell_back:
+            metadata["fallback_from"] = [
+                a.model for a in answer.attempts if a.outcome != "answered"
+            ]
+        metadata.update(extra)
+        return metadata
+
+    async def send(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        *,
+        parent_message_id: UUID | None = None,
+    ) -> SendResult:
+        """Store the user's message, answer it, store the answer and its usage.
+
+        The user's message is committed before any model is called, so it survives
+        every model failure; then :class:`AIServiceUnavailableError` carries its id.
+        """
+        turn, _ = await self._store_user_message(
+            user_id, conversation_id, content, parent_message_id
+        )
+        started = time.perf_counter()
+        try:
+            answer = await self._gateway.complete(turn.request)
+        except NoModelAnsweredError as exc:
+            raise await self._unavailable(
+                user_id,
+                conversation_id,
+                turn.user_message.id,
+                [a.describe() for a in exc.attempts],
+            ) from exc
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        answered_at = self._clock.now()
+        assistant = Message(
+            id=new_id(answered_at),
+            conversation_id=conversation_id,
+            user_id=user_id,
+            sender_type=SenderType.ASSISTANT,
+            content=answer.reply.content,
+            parent_message_id=turn.user_message.id,
+            metadata=self._metadata(answer, elapsed_ms),
+            created_at=answered_at,
+        )
+        await self._record_answer(assistant, answer, elapsed_ms, turn.context, insert=True)
         return SendResult(
-            user_message=user_message,
+            user_message=turn.user_message,
             assistant_message=assistant,
-            usage=reply.usage,
-            model=reply.model,
+            usage=answer.reply.usage,
+            model=answer.reply.model,
             processing_time_ms=elapsed_ms,
+        )
+
+    async def stream(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        *,
+        parent_message_id: UUID | None = None,
+    ) -> AsyncGenerator[StreamUpdate, None]:
+        """Stream an answer.
+
+        Validation, limits and storing the user's message happen before the first
+        event, so their errors raise as for :meth:`send`. The answer's row is stored as
+        ``streaming`` with the user's message and ends ``complete``, ``failed`` (keeping
+        what was generated) or — when the consumer goes away — ``cancelled``.
+        """
+        turn, pending = await self._store_user_message(
+            user_id, conversation_id, content, parent_message_id, placeholder=True
+        )
+        assert pending is not None
+        return self._stream_answer(turn, pending)
+
+    async def _stream_answer(
+        self, turn: _Turn, pending: Message
+    ) -> AsyncGenerator[StreamUpdate, None]:
+        yield StreamStarted(turn.user_message)
+        pieces: list[str] = []
+        started = time.perf_counter()
+        finished = False
+        answer = self._gateway.stream(turn.request)
+        try:
+            async for event in answer:
+                if isinstance(event, StreamDelta):
+                    pieces.append(event.text)
+                    yield StreamText(event.text)
+                    continue
+                elapsed_ms = round((time.perf_counter() - started) * 1000)
+                pending.content = event.reply.content or "".join(pieces)
+                pending.status = MessageStatus.COMPLETE
+                pending.metadata = self._metadata(event, elapsed_ms)
+                await self._record_answer(
+                    pending, event, elapsed_ms, turn.context, insert=False, streamed=True
+                )
+                finished = True
+                yield StreamCompleted(
+                    assistant_message=pending, usage=event.reply.usage, model=event.reply.model
+                )
+        except NoModelAnsweredError as exc:
+            reasons = [a.describe() for a in exc.attempts]
+            await self._close_pending(pending, MessageStatus.FAILED, "", {"error": reasons})
+            finished = True
+            error = await self._unavailable(
+                turn.user_message.user_id,
+                turn.user_message.conversation_id,
+                turn.user_message.id,
+                reasons,
+            )
+            yield StreamFailed(
+                code=error.code,
+                message=error.message,
+                user_message_id=turn.user_message.id,
+                assistant_message=pending,
+            )
+        except StreamInterruptedError as exc:
+            await self._close_pending(
+                pending,
+                MessageStatus.FAILED,
+                "".join(pieces),
+                {"model": exc.error.model, "error": exc.error.kind.value},
+            )
+            finished = True
+            yield StreamFailed(
+                code="STREAM_INTERRUPTED",
+                message=f"the answer was interrupted: {exc.error.kind.value}",
+                user_message_id=turn.user_message.id,
+                assistant_message=pending,
+            )
+        finally:
+            # Close the model's stream first: a consumer that went away cancels the
+            # upstream call at once, not when the generator is collected.
+            await answer.aclose()
+            if not finished:
+                # The consumer went away (client disconnected): keep what was generated.
+                await asyncio.shield(
+                    self._close_pending(
+                        pending, MessageStatus.CANCELLED, "".join(pieces), {"cancelled": True}
+                    )
+                )
+
+    async def _close_pending(
+        self, pending: Message, status: MessageStatus, content: str, metadata: dict[str, Any]
+    ) -> None:
+        pending.status = status
+        pending.content = content
+        pending.metadata = {**pending.metadata, "finish_reason": status.value, **metadata}
+        async with self._uow(pending.user_id) as uow:
+            await uow.messages.save(pending)
+            await uow.commit()
+
+    async def regenerate(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        message_id: UUID,
+        options: RegenerateOptions,
+    ) -> RegenerateResult:
+        """A new answer beside ``message_id`` (an assistant message): same question,
+        same branch history; the original stays."""
+        if options.model is not None and options.model not in self._gateway.chain.models:
+            raise ValidationError(
+                "model must be one of the configured models",
+                details={"models": list(self._gateway.chain.models)},
+            )
+        await self._limits.message(user_id)
+        async with self._uow(user_id) as uow:
+            conversation = await load_conversation(uow, conversation_id)
+            original = await uow.messages.get(conversation_id, message_id)
+            if original is None:
+                raise NotFoundError("message not found")
+            if original.sender_type is not SenderType.ASSISTANT or not original.parent_message_id:
+                raise ValidationError("only an answer of the advisor can be regenerated")
+            question = await uow.messages.get(conversation_id, original.parent_message_id)
+            if question is None:
+                raise ValidationError("the question of this answer is gone")
+            _, history = (
+                await self._parent_and_history(uow, conversation_id, question.parent_message_id)
+                if question.parent_message_id
+                else (None, [])
+            )
+        context, request = self._request(conversation, question.content, history, options)
+        started = time.perf_counter()
+        try:
+            answer = await self._gateway.complete(
+                request, models=[options.model] if options.model else None
+            )
+        except NoModelAnsweredError as exc:
+            raise await self._unavailable(
+                user_id, conversation_id, question.id, [a.describe() for a in exc.attempts]
+            ) from exc
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        now = self._clock.now()
+        message = Message(
+            id=new_id(now),
+            conversation_id=conversation_id,
+            user_id=user_id,
+            sender_type=SenderType.ASSISTANT,
+            content=answer.reply.content,
+            parent_message_id=question.id,
+            metadata=self._metadata(answer, elapsed_ms, regenerated_from=str(original.id)),
+            created_at=now,
+        )
+        await self._record_answer(message, answer, elapsed_ms, context, insert=True)
+        return RegenerateResult(
+            message=message, usage=answer.reply.usage, original_message_id=original.id
         )
 
     async def list(
