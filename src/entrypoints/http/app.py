@@ -21,6 +21,7 @@ from entrypoints.http.errors import EXCEPTION_HANDLERS
 from entrypoints.http.health import health, live, ready
 from entrypoints.http.health import metrics as metrics_endpoint
 from entrypoints.http.middleware import RequestContext
+from entrypoints.http.usage import ConversationUsageController, UsageController
 from entrypoints.logs import configure_logging, get_logger
 from entrypoints.metrics import Metrics
 from entrypoints.settings import DEFAULTS_LOGGED_ENV, Settings, load_settings
@@ -94,7 +95,15 @@ def create_app(
                 await built.aclose()
 
     app = ChatcoreApp(
-        route_handlers=[ConversationController, live, ready, health, metrics_endpoint],
+        route_handlers=[
+            ConversationController,
+            ConversationUsageController,
+            UsageController,
+            live,
+            ready,
+            health,
+            metrics_endpoint,
+        ],
         dependencies={
             "container": Provide(provide_container, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),

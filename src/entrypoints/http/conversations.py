@@ -7,11 +7,12 @@ from uuid import UUID
 
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
+from litestar.response import Stream
 
 from chatcore.domain import ContextType, ConversationStatus
 from chatcore.errors import ValidationError
 from chatcore.ports import ConversationFilter
-from chatcore.services import CreateConversation, UpdateConversation
+from chatcore.services import CreateConversation, RegenerateOptions, UpdateConversation
 from entrypoints.auth import Principal
 from entrypoints.bootstrap import Container
 from entrypoints.http.deps import authenticate, page_request
@@ -22,6 +23,8 @@ from entrypoints.http.schemas import (
     MessageList,
     Ok,
     Pagination,
+    RegenerateBody,
+    RegenerateOut,
     SendMessageBody,
     SendMessageOut,
     UpdateConversationBody,
@@ -29,6 +32,7 @@ from entrypoints.http.schemas import (
     message_out,
     usage_out,
 )
+from entrypoints.http.sse import sse_frames
 
 __all__ = ["ConversationController"]
 
@@ -196,4 +200,65 @@ class ConversationController(Controller):
                     page=None if cursor else page,
                 ),
             )
+        )
+
+    @post(
+        "/{conversation_id:str}/messages/stream",
+        status_code=200,
+        summary="Send a message and stream the answer (server-sent events)",
+        description=(
+            "Events: `user_message` (the stored message), `assistant_chunk` `{delta}` per "
+            "piece, then `complete` `{assistant_message, usage, model}` or `error` "
+            "`{code, message, user_message_id}`; `: keep-alive` comments in between. "
+            "Closing the connection cancels the answer, which is kept as `cancelled`."
+        ),
+    )
+    async def stream_message(
+        self,
+        conversation_id: UUID,
+        data: SendMessageBody,
+        container: Container,
+        principal: Principal,
+    ) -> Stream:
+        updates = await container.messages.stream(
+            principal.user_id,
+            conversation_id,
+            data.content,
+            parent_message_id=data.parent_message_id,
+        )
+        return Stream(
+            sse_frames(updates),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @post(
+        "/{conversation_id:str}/messages/{message_id:str}/regenerate",
+        status_code=201,
+        summary="Regenerate an answer as a sibling of the original",
+    )
+    async def regenerate(
+        self,
+        conversation_id: UUID,
+        message_id: UUID,
+        container: Container,
+        principal: Principal,
+        data: RegenerateBody | None = None,
+    ) -> Ok[RegenerateOut]:
+        data = data or RegenerateBody()
+        result = await container.messages.regenerate(
+            principal.user_id,
+            conversation_id,
+            message_id,
+            RegenerateOptions(
+                temperature=data.temperature, max_tokens=data.max_tokens, model=data.model
+            ),
+        )
+        return Ok(
+            message="Answer regenerated",
+            data=RegenerateOut(
+                message=message_out(result.message),
+                usage=usage_out(result.usage),
+                original_message_id=result.original_message_id,
+            ),
         )

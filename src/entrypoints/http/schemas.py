@@ -32,6 +32,8 @@ __all__ = [
     "MessageOut",
     "Ok",
     "Pagination",
+    "RegenerateBody",
+    "RegenerateOut",
     "SendMessageBody",
     "SendMessageOut",
     "UpdateConversationBody",
@@ -119,6 +121,12 @@ class SendMessageBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
     parent_message_id: UUID | None = None
 
 
+class RegenerateBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_000)] | None = None
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
 class UsageOut(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
@@ -137,6 +145,12 @@ class MessageOut(msgspec.Struct, kw_only=True):
     metadata: JsonObject
     created_at: datetime
     usage: UsageOut | msgspec.UnsetType = msgspec.UNSET
+
+
+class RegenerateOut(msgspec.Struct, kw_only=True):
+    message: MessageOut
+    usage: UsageOut
+    original_message_id: UUID
 
 
 class ConversationOut(msgspec.Struct, kw_only=True):
