@@ -63,6 +63,16 @@ class ConversationRepository(Protocol):
         """The conversation, deleted ones included, or None when the user has no such row."""
         ...
 
+    async def add_for_result(self, conversation: Conversation) -> bool:
+        """Insert unless a conversation for ``conversation.result_id`` exists (any user's,
+        deleted ones included); True when inserted. Atomic: a unique constraint decides,
+        so concurrent callers create exactly one."""
+        ...
+
+    async def get_by_result(self, result_id: str) -> Conversation | None:
+        """The user's conversation made for ``result_id`` (deleted ones included), or None."""
+        ...
+
     async def save(self, conversation: Conversation) -> None:
         """Write back title, status, metadata, context data and ``updated_at``."""
         ...

@@ -36,7 +36,12 @@ from chatcore.usage import UsageWindow
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0002"
+HEAD = "0003"
+# The unique index of 0003, as pg_indexes shows it.
+RESULT_INDEX = (
+    "CREATE UNIQUE INDEX uq_conversations_result ON {schema}.conversations USING btree"
+    " (result_id) WHERE (result_id IS NOT NULL)"
+)
 
 CreateDb = Callable[[], Awaitable[str]]
 
@@ -87,18 +92,24 @@ async def snapshot(url: str, schema: str) -> list[tuple[str, str]]:
         await engine.dispose()
 
 
-async def round_trip(url: str, schema: str, usage: bool = True) -> None:
-    """The service works on the migrated schema: write and read back one conversation.
+async def round_trip(url: str, schema: str) -> None:
+    """The service works on the migrated schema (head): write and read back one conversation.
 
-    With ``usage`` (revision 0002 on), also an answer's usage record, read back by the
-    user and by the service-wide reader.
+    Also an answer's usage record (0002), read back by the user and by the service-wide
+    reader, and the conversation's result (0003): taken for everyone, found by its user.
     """
     engine = create_engine(url, schema, pool_size=2)
     try:
         factory = PostgresUnitOfWorkFactory(engine)
         user, now = uuid.uuid4(), datetime.now(UTC)
+        result_id = f"result-{uuid.uuid4()}"
         conversation = Conversation(
-            id=new_id(now), user_id=user, title="hello", created_at=now, updated_at=now
+            id=new_id(now),
+            user_id=user,
+            title="hello",
+            created_at=now,
+            updated_at=now,
+            result_id=result_id,
         )
         answer = Message(
             id=new_id(now),
@@ -122,24 +133,62 @@ async def round_trip(url: str, schema: str, usage: bool = True) -> None:
             fell_back=True,
         )
         async with factory(user) as uow:
-            await uow.conversations.add(conversation)
-            if usage:
-                await uow.messages.add(answer)
-                await uow.usage.add(record)
+            assert await uow.conversations.add_for_result(conversation)
+            await uow.messages.add(answer)
+            await uow.usage.add(record)
             await uow.commit()
         async with factory(user) as uow:
             assert await uow.conversations.get(conversation.id) == conversation
+            assert await uow.conversations.get_by_result(result_id) == conversation
             listed = await uow.conversations.list(ConversationFilter(), PageRequest(limit=5))
             assert listed == [conversation]
-            if usage:
-                assert await uow.usage.for_messages([answer.id]) == {answer.id: record}
-        async with factory(uuid.uuid4()) as uow:
+            assert await uow.usage.for_messages([answer.id]) == {answer.id: record}
+        other = uuid.uuid4()
+        async with factory(other) as uow:
             assert await uow.conversations.get(conversation.id) is None
-        if usage:
-            reader = PostgresSystemUsageReader(engine)
-            assert await reader.paid_cost_since(now) == 0.5
-            totals = await reader.totals(UsageWindow(start=now))
-            assert (totals.requests, totals.fallback_requests) == (1, 1)
+            assert await uow.conversations.get_by_result(result_id) is None
+            taken = Conversation(
+                id=new_id(now),
+                user_id=other,
+                title="mine?",
+                created_at=now,
+                updated_at=now,
+                result_id=result_id,
+            )
+            assert await uow.conversations.add_for_result(taken) is False
+        reader = PostgresSystemUsageReader(engine)
+        assert await reader.paid_cost_since(now) == 0.5
+        totals = await reader.totals(UsageWindow(start=now))
+        assert (totals.requests, totals.fallback_requests) == (1, 1)
+    finally:
+        await engine.dispose()
+
+
+async def raw_round_trip(url: str, schema: str) -> None:
+    """Before 0003 (the repositories read result_id): a conversation in raw SQL, run as the
+    service role for one user, visible to that user only."""
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    table = '"' + schema.replace('"', '""') + '".conversations'
+    user, conversation = uuid.uuid4(), uuid.uuid4()
+    scope = text(
+        f"SELECT set_config('role', '{APP_ROLE}', true),"
+        " set_config('app.current_user_id', :u, true)"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(scope, {"u": str(user)})
+            await conn.execute(
+                text(f"INSERT INTO {table} (id, user_id, title) VALUES (:c, :u, 'raw')"),
+                {"c": conversation, "u": user},
+            )
+        for who, expected in ((user, ["raw"]), (uuid.uuid4(), [])):
+            async with engine.begin() as conn:
+                await conn.execute(scope, {"u": str(who)})
+                titles = await conn.execute(
+                    text(f"SELECT title FROM {table} WHERE id = :c"),
+                    {"c": conversation},
+                )
+                assert titles.scalars().all() == expected
     finally:
         await engine.dispose()
 
@@ -147,6 +196,7 @@ async def round_trip(url: str, schema: str, usage: bool = True) -> None:
 async def test_migrating_twice_changes_nothing(pg_url: str) -> None:
     before = await snapshot(pg_url, "chat")
     assert ("version", HEAD) in before
+    assert ("index", RESULT_INDEX.format(schema="chat")) in before
     await migrate(pg_url, "chat")
     assert await snapshot(pg_url, "chat") == before
 
@@ -245,6 +295,10 @@ async def test_a_non_default_schema(create_db: CreateDb, schema: str) -> None:
     facts = await snapshot(url, schema)
     assert ("version", HEAD) in facts
     assert ("rls", "conversations true true") in facts
+    assert (
+        "index",
+        RESULT_INDEX.format(schema=f'"{schema}"' if "-" in schema else schema),
+    ) in facts
     # Nothing leaked into the default schema name.
     assert not await _schema_exists(url, "chat")
     await round_trip(url, schema)
@@ -330,7 +384,7 @@ async def test_downgrade_to_0001_and_upgrade_again(create_db: CreateDb, pg_url: 
     await migrate(url, "chat", revision="0001")
     initial = await snapshot(url, "chat")
     assert ("version", "0001") in initial
-    await round_trip(url, "chat", usage=False)
+    await raw_round_trip(url, "chat")
 
     # Rows written under 0001 get the new columns' defaults.
     engine = create_async_engine(to_async_url(url), poolclass=NullPool)
@@ -365,7 +419,7 @@ async def test_downgrade_to_0001_and_upgrade_again(create_db: CreateDb, pg_url: 
 
         await downgrade(url, "0001", "chat")
         assert await snapshot(url, "chat") == initial
-        await round_trip(url, "chat", usage=False)
+        await raw_round_trip(url, "chat")
 
         await migrate(url, "chat")
         assert await snapshot(url, "chat") == head
@@ -375,6 +429,69 @@ async def test_downgrade_to_0001_and_upgrade_again(create_db: CreateDb, pg_url: 
                 text("SELECT count(*) FROM chat.usage_tracking WHERE id = :id"), {"id": usage}
             )
             assert count.scalar() == 1  # the data survived the round trip
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrade_to_0002_and_upgrade_again(create_db: CreateDb, pg_url: str) -> None:
+    head = await snapshot(pg_url, "chat")
+    url = await create_db()
+    await migrate(url, "chat", revision="0002")
+    before = await snapshot(url, "chat")
+    assert ("version", "0002") in before
+    assert not [fact for fact in before if "result_id" in fact[1]]
+    await raw_round_trip(url, "chat")
+
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    user, old, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    insert = text(
+        "INSERT INTO chat.conversations (id, user_id, title, context_type, context_data)"
+        " VALUES (:c, :u, :t, 'assessment', CAST(:data AS jsonb))"
+    )
+    try:
+        async with engine.begin() as conn:
+            # An assessment conversation of before 0003: its result only in context_data.
+            await conn.execute(
+                insert, {"c": old, "u": user, "t": "old", "data": '{"result_id": "r-old"}'}
+            )
+        await migrate(url, "chat")
+        assert await snapshot(url, "chat") == head
+        async with engine.begin() as conn:
+            old_result = await conn.execute(
+                text("SELECT result_id FROM chat.conversations WHERE id = :c"), {"c": old}
+            )
+            assert old_result.scalar_one() is None  # no backfill
+            await conn.execute(
+                text(
+                    "INSERT INTO chat.conversations (id, user_id, title, result_id)"
+                    " VALUES (:c, :u, 'new', 'r-new')"
+                ),
+                {"c": new, "u": user},
+            )
+            # NULLs stay out of the unique index: any number of conversations lack a result.
+            for _ in range(2):
+                await conn.execute(
+                    text(
+                        "INSERT INTO chat.conversations (id, user_id, title) VALUES (:c, :u, 'x')"
+                    ),
+                    {"c": uuid.uuid4(), "u": user},
+                )
+        await round_trip(url, "chat")
+
+        await downgrade(url, "0002", "chat")
+        assert await snapshot(url, "chat") == before
+        await raw_round_trip(url, "chat")
+
+        await migrate(url, "chat")
+        assert await snapshot(url, "chat") == head
+        await round_trip(url, "chat")
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id, result_id FROM chat.conversations WHERE id IN (:a, :b)"),
+                {"a": old, "b": new},
+            )
+            # The rows survived; the results did not (the downgrade dropped the column).
+            assert dict(rows.all()) == {old: None, new: None}
     finally:
         await engine.dispose()
 

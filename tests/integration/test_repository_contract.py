@@ -7,6 +7,7 @@ works with fresh user ids, so the PostgreSQL runs share one database safely.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,8 +16,11 @@ from uuid import UUID
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres import PostgresUnitOfWorkFactory
+from adapters.postgres import PostgresUnitOfWork, PostgresUnitOfWorkFactory, create_engine
 from chatcore.domain import (
     ContextType,
     Conversation,
@@ -29,7 +33,7 @@ from chatcore.domain import (
     new_id,
 )
 from chatcore.pagination import Cursor, PageRequest
-from chatcore.ports import ConversationFilter, UnitOfWorkFactory
+from chatcore.ports import ConversationFilter, UnitOfWork, UnitOfWorkFactory
 from chatcore.usage import (
     GroupBy,
     ModelUsage,
@@ -328,6 +332,295 @@ async def test_rows_of_another_user_cannot_be_added(uow_factory: UnitOfWorkFacto
         await add_for_alice()
     async with uow_factory(alice) as uow:
         assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=5)) == []
+
+
+# --- one conversation per assessment result ------------------------------------------
+
+
+def new_result_id() -> str:
+    return f"result-{uuid.uuid4()}"
+
+
+async def add_for_result(factory: UnitOfWorkFactory, conversation: Conversation) -> bool:
+    async with factory(conversation.user_id) as uow:
+        added = await uow.conversations.add_for_result(conversation)
+        await uow.commit()
+    return added
+
+
+async def by_result(factory: UnitOfWorkFactory, user: UUID, result_id: str) -> Conversation | None:
+    async with factory(user) as uow:
+        return await uow.conversations.get_by_result(result_id)
+
+
+async def test_result_id_round_trips_through_add_get_list_and_save(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user, result = uuid.uuid4(), new_result_id()
+    with_result = make_conversation(user, context_type=ContextType.ASSESSMENT, result_id=result)
+    without = make_conversation(user, T0 + timedelta(seconds=1))
+    await store(uow_factory, user, with_result, without)
+
+    async with uow_factory(user) as uow:
+        assert await uow.conversations.get(with_result.id) == with_result
+        assert await uow.conversations.get(without.id) == without
+        assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=5)) == [
+            without,
+            with_result,
+        ]
+        loaded = await uow.conversations.get_by_result(result)
+        assert loaded == with_result
+        assert loaded is not None
+        # save writes back what may change; the result is fixed at creation.
+        loaded.rename("Renamed", T0 + timedelta(minutes=1))
+        loaded.result_id = new_result_id()
+        await uow.conversations.save(loaded)
+        await uow.commit()
+
+    async with uow_factory(user) as uow:
+        saved = await uow.conversations.get(with_result.id)
+        assert saved is not None
+        assert (saved.title, saved.result_id) == ("Renamed", result)
+        assert await uow.conversations.get_by_result(result) == saved
+        assert loaded.result_id is not None
+        assert await uow.conversations.get_by_result(loaded.result_id) is None
+
+
+async def test_add_for_result_creates_one_conversation_per_result(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), new_result_id()
+    first = make_conversation(alice, result_id=result, title="First")
+    again = make_conversation(alice, result_id=result, title="Again")
+    bobs = make_conversation(bob, result_id=result, title="Bob's")
+
+    assert await add_for_result(uow_factory, first) is True
+    assert await add_for_result(uow_factory, again) is False
+    # The index spans users: Bob gets False, and learns nothing else.
+    assert await add_for_result(uow_factory, bobs) is False
+
+    assert await by_result(uow_factory, alice, result) == first
+    assert await by_result(uow_factory, bob, result) is None
+    assert await by_result(uow_factory, alice, new_result_id()) is None
+    async with uow_factory(alice) as uow:
+        assert await uow.conversations.get(again.id) is None
+        listed = await uow.conversations.list(ConversationFilter(), PageRequest(limit=5))
+        assert listed == [first]
+    async with uow_factory(bob) as uow:
+        assert await uow.conversations.get(bobs.id) is None
+        assert await uow.conversations.list(ConversationFilter(), PageRequest(limit=5)) == []
+
+    # Another result is another story, for either user.
+    assert await add_for_result(uow_factory, make_conversation(bob, result_id=new_result_id()))
+
+
+async def test_a_deleted_conversation_keeps_its_result(uow_factory: UnitOfWorkFactory) -> None:
+    user, result = uuid.uuid4(), new_result_id()
+    conversation = make_conversation(user, result_id=result)
+    assert await add_for_result(uow_factory, conversation)
+    async with uow_factory(user) as uow:
+        conversation.change_status(ConversationStatus.DELETED, T0 + timedelta(seconds=1))
+        await uow.conversations.save(conversation)
+        await uow.commit()
+
+    assert await add_for_result(uow_factory, make_conversation(user, result_id=result)) is False
+    # get_by_result finds deleted ones too (the service decides what to answer).
+    assert await by_result(uow_factory, user, result) == conversation
+    async with uow_factory(user) as uow:
+        where = ConversationFilter(statuses=ALL_STATUSES)
+        assert await uow.conversations.list(where, PageRequest(limit=5)) == []
+
+
+async def test_add_for_result_refuses_no_result_and_another_users_row(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), new_result_id()
+    async with uow_factory(alice) as uow:
+        with pytest.raises(ValueError, match="result_id"):
+            await uow.conversations.add_for_result(make_conversation(alice))
+
+    async def add_for_alice() -> None:
+        async with uow_factory(bob) as uow:
+            await uow.conversations.add_for_result(make_conversation(alice, result_id=result))
+
+    with pytest.raises(PermissionError):
+        await add_for_alice()
+    # Nothing was taken: the result is still free.
+    assert await add_for_result(uow_factory, make_conversation(alice, result_id=result))
+
+
+async def test_a_plain_add_of_a_taken_result_fails(uow_factory: UnitOfWorkFactory) -> None:
+    user, result = uuid.uuid4(), new_result_id()
+    first = make_conversation(user, result_id=result)
+    await store(uow_factory, user, first)
+
+    async def add_again() -> None:
+        async with uow_factory(user) as uow:
+            await uow.conversations.add(make_conversation(user, result_id=result))
+            await uow.commit()
+
+    with pytest.raises((ValueError, IntegrityError)):
+        await add_again()
+    assert await by_result(uow_factory, user, result) == first
+
+
+async def test_staged_results_are_the_unit_of_works_own(uow_factory: UnitOfWorkFactory) -> None:
+    user, result = uuid.uuid4(), new_result_id()
+    conversation = make_conversation(user, result_id=result)
+    async with uow_factory(user) as uow:
+        assert await uow.conversations.add_for_result(conversation)
+        # Visible inside the unit of work, taken for it too...
+        assert await uow.conversations.get_by_result(result) == conversation
+        assert not await uow.conversations.add_for_result(make_conversation(user, result_id=result))
+        # ...and reading it elsewhere neither sees it nor waits for it.
+        assert await by_result(uow_factory, user, result) is None
+    # Rolled back: the result is free again.
+    assert await by_result(uow_factory, user, result) is None
+    again = make_conversation(user, result_id=result)
+    assert await add_for_result(uow_factory, again)
+    assert await by_result(uow_factory, user, result) == again
+
+
+async def backend_pid(uow: UnitOfWork) -> int | None:
+    """The PostgreSQL backend of a unit of work (None in memory)."""
+    if not isinstance(uow, PostgresUnitOfWork):
+        return None
+    connection = await uow.connection()
+    pid: int = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+async def wait_until_blocked(
+    factory: UnitOfWorkFactory, pid: int | None, task: asyncio.Future[bool]
+) -> None:
+    """Until ``task`` waits for another transaction (PostgreSQL: a lock wait)."""
+    if pid is None:
+        # In memory the wait is an asyncio one: the task stays pending while the loop turns.
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not task.done(), "the second insert did not wait for the first transaction"
+        return
+    assert isinstance(factory, PostgresUnitOfWorkFactory)
+    for _ in range(500):
+        assert not task.done(), "the second insert did not wait for the first transaction"
+        async with factory.engine.connect() as watcher:
+            waiting = await watcher.execute(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid},
+            )
+            if waiting.scalar() == "Lock":
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second insert never waited for the first transaction")
+
+
+@pytest.mark.parametrize("first_commits", [True, False], ids=["commit", "rollback"])
+async def test_a_concurrent_insert_waits_for_the_first_transaction(
+    uow_factory: UnitOfWorkFactory, first_commits: bool
+) -> None:
+    # Deterministic: the first transaction holds the result, uncommitted, while the second
+    # one's insert waits; it then returns False (first committed) or inserts (rolled back).
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), new_result_id()
+    first = make_conversation(alice, result_id=result)
+    second = make_conversation(bob, result_id=result)
+    async with uow_factory(bob) as two:
+        pid = await backend_pid(two)
+        waiting: asyncio.Future[bool] | None = None
+        try:
+            async with uow_factory(alice) as one:
+                assert await one.conversations.add_for_result(first)
+                waiting = asyncio.ensure_future(two.conversations.add_for_result(second))
+                await wait_until_blocked(uow_factory, pid, waiting)
+                if first_commits:
+                    await one.commit()
+                # else: leaving the block rolls back
+            assert await asyncio.wait_for(waiting, timeout=10) is not first_commits
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+        await two.commit()
+    winner = first if first_commits else second
+    assert await by_result(uow_factory, winner.user_id, result) == winner
+    loser = second if first_commits else first
+    assert await by_result(uow_factory, loser.user_id, result) is None
+
+
+async def test_concurrent_callers_create_exactly_one(uow_factory: UnitOfWorkFactory) -> None:
+    # The same event delivered twice at once, and the HTTP route racing the consumer:
+    # each caller in its own transaction, all of them staged before any commits.
+    user, other, result = uuid.uuid4(), uuid.uuid4(), new_result_id()
+    candidates = [make_conversation(u, result_id=result) for u in (user, user, other, user)]
+
+    async def create(conversation: Conversation) -> bool:
+        async with uow_factory(conversation.user_id) as uow:
+            added = await uow.conversations.add_for_result(conversation)
+            await asyncio.sleep(0.01)  # let the others reach their insert
+            await uow.commit()
+            return added
+
+    outcomes = await asyncio.gather(*(create(c) for c in candidates))
+    assert sorted(outcomes) == [False, False, False, True]
+    (winner,) = (c for c, added in zip(candidates, outcomes, strict=True) if added)
+    assert await by_result(uow_factory, winner.user_id, result) == winner
+    loser = other if winner.user_id == user else user
+    assert await by_result(uow_factory, loser, result) is None
+
+
+@pytest.mark.postgres
+async def test_two_engines_racing_for_one_result_create_one(
+    pg_engine: AsyncEngine, pg_url: str
+) -> None:
+    # Two service instances (two engines, two pools) on the same database, many rounds.
+    other = create_engine(pg_url, "chat", pool_size=2)
+    try:
+        factories = (PostgresUnitOfWorkFactory(pg_engine), PostgresUnitOfWorkFactory(other))
+        user = uuid.uuid4()
+        for _ in range(20):
+            result = new_result_id()
+            candidates = [make_conversation(user, result_id=result) for _ in factories]
+            outcomes = await asyncio.gather(
+                *(add_for_result(f, c) for f, c in zip(factories, candidates, strict=True))
+            )
+            assert sorted(outcomes) == [False, True]
+            (winner,) = (c for c, added in zip(candidates, outcomes, strict=True) if added)
+            assert await by_result(factories[0], user, result) == winner
+    finally:
+        await other.dispose()
+
+
+# --- in-memory specifics -------------------------------------------------------------
+
+
+async def test_memory_commit_refuses_a_result_committed_behind_its_back() -> None:
+    # The claim makes a second unit of work wait, so through the repositories a staged
+    # result is never committed by another one meanwhile; commit still guards the index
+    # (and applies nothing) should the store change underneath.
+    memory = pytest.importorskip("adapters.memory")
+    factory = memory.InMemoryUnitOfWorkFactory(memory.InMemoryStore())
+    user, result = uuid.uuid4(), new_result_id()
+    staged = make_conversation(user, result_id=result)
+    elsewhere = make_conversation(user, result_id=result)
+    async with factory(user) as uow:
+        assert await uow.conversations.add_for_result(staged)
+        await uow.messages.add(make_message(staged, T0))
+        factory.store.conversations[elsewhere.id] = elsewhere
+        factory.store.conversation_by_result[result] = elsewhere.id
+        with pytest.raises(ValueError, match="exists"):
+            await uow.commit()
+    assert staged.id not in factory.store.conversations
+    assert factory.store.messages == {}
+    assert factory.store.result_claims == {}
+
+
+async def test_memory_waiting_on_a_unit_of_work_of_the_same_task_raises() -> None:
+    # PostgreSQL would hang (the waiting session's own task holds the other one open).
+    memory = pytest.importorskip("adapters.memory")
+    factory = memory.InMemoryUnitOfWorkFactory(memory.InMemoryStore())
+    user, result = uuid.uuid4(), new_result_id()
+    async with factory(user) as one, factory(user) as two:
+        assert await one.conversations.add_for_result(make_conversation(user, result_id=result))
+        with pytest.raises(RuntimeError, match="never return"):
+            await two.conversations.add_for_result(make_conversation(user, result_id=result))
 
 
 # --- conversation listing ------------------------------------------------------------

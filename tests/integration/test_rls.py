@@ -359,3 +359,89 @@ async def test_unit_of_work_runs_as_the_service_role_for_one_transaction(
     assert reused_pid == pid  # the pool handed back the connection the unit of work used
     assert current == session
     assert setting in ("", None)
+
+
+# --- one conversation per result: the unique index spans users ------------------------
+
+_INSERT_FOR_RESULT = text(
+    f"INSERT INTO {SCHEMA}.conversations (id, user_id, title, result_id)"
+    " VALUES (:id, :uid, 'for result', :result)"
+    " ON CONFLICT (result_id) WHERE result_id IS NOT NULL DO NOTHING RETURNING id, user_id"
+)
+
+
+async def test_on_conflict_do_nothing_against_another_users_row_neither_fails_nor_leaks(
+    pg_engine: AsyncEngine,
+) -> None:
+    # What add_for_result relies on: the index sees Alice's row although row-level
+    # security hides it from Bob, so Bob's insert does nothing, silently; he gets no
+    # row back and cannot read hers (the False is all he learns: the result is taken).
+    await assert_login_role_is_privileged(pg_engine)
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), f"result-{uuid.uuid4()}"
+    alices = uuid.uuid4()
+    async with as_service(pg_engine, alice) as conn:
+        inserted = await conn.execute(
+            _INSERT_FOR_RESULT, {"id": alices, "uid": alice, "result": result}
+        )
+        assert inserted.all() == [(alices, alice)]
+        await conn.commit()
+
+    async with as_service(pg_engine, bob) as conn:
+        inserted = await conn.execute(
+            _INSERT_FOR_RESULT, {"id": uuid.uuid4(), "uid": bob, "result": result}
+        )
+        assert inserted.all() == []
+        found = await conn.execute(
+            text(f"SELECT count(*) FROM {SCHEMA}.conversations WHERE result_id = :r"),
+            {"r": result},
+        )
+        assert found.scalar() == 0
+        # The transaction is still usable: nothing was raised.
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        await conn.commit()
+
+    async with as_service(pg_engine, alice) as conn:
+        rows = await conn.execute(
+            text(f"SELECT id, user_id FROM {SCHEMA}.conversations WHERE result_id = :r"),
+            {"r": result},
+        )
+        assert rows.all() == [(alices, alice)]
+
+
+async def test_on_conflict_do_update_against_another_users_row_is_refused(
+    pg_engine: AsyncEngine,
+) -> None:
+    # Why DO NOTHING: DO UPDATE must read the conflicting row, which the policy refuses
+    # (and an upsert could never be allowed to touch another user's row anyway).
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), f"result-{uuid.uuid4()}"
+    async with as_service(pg_engine, alice) as conn:
+        await conn.execute(_INSERT_FOR_RESULT, {"id": uuid.uuid4(), "uid": alice, "result": result})
+        await conn.commit()
+    with pytest.raises(DBAPIError) as refused:
+        async with as_service(pg_engine, bob) as conn:
+            await conn.execute(
+                text(
+                    f"INSERT INTO {SCHEMA}.conversations (id, user_id, title, result_id)"
+                    " VALUES (:id, :uid, 'mine', :result)"
+                    " ON CONFLICT (result_id) WHERE result_id IS NOT NULL"
+                    " DO UPDATE SET title = excluded.title RETURNING id"
+                ),
+                {"id": uuid.uuid4(), "uid": bob, "result": result},
+            )
+    assert is_rls_violation(refused.value)
+
+
+async def test_on_conflict_still_checks_the_new_rows_owner(pg_engine: AsyncEngine) -> None:
+    # WITH CHECK comes before the conflict test: a row for another user is refused even
+    # when the result is taken (so the answer never depends on someone else's rows).
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), f"result-{uuid.uuid4()}"
+    async with as_service(pg_engine, alice) as conn:
+        await conn.execute(_INSERT_FOR_RESULT, {"id": uuid.uuid4(), "uid": alice, "result": result})
+        await conn.commit()
+    for taken in (result, f"result-{uuid.uuid4()}"):
+        with pytest.raises(DBAPIError) as refused:
+            async with as_service(pg_engine, bob) as conn:
+                await conn.execute(
+                    _INSERT_FOR_RESULT, {"id": uuid.uuid4(), "uid": alice, "result": taken}
+                )
+        assert is_rls_violation(refused.value)

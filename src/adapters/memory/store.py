@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import builtins
 import copy
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -24,16 +26,38 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUnitOfWorkFactory",
     "InMemoryUsageRepository",
+    "ResultClaim",
     "in_window",
     "usage_series",
 ]
 
 
+@dataclass(eq=False)
+class ResultClaim:
+    """A result id staged by a unit of work that has not ended yet.
+
+    The in-memory stand-in for PostgreSQL's uncommitted index entry: another unit of
+    work inserting the same result waits on ``ended`` (set on commit or rollback), then
+    looks again.
+    """
+
+    holder: InMemoryUnitOfWork
+    task: asyncio.Task[object] | None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class InMemoryStore:
-    """Committed state, shared by every unit of work made from the same factory."""
+    """Committed state, shared by every unit of work made from the same factory.
+
+    ``conversation_by_result`` is the unique index of committed conversations by
+    ``result_id`` (every user's, deleted ones included); ``result_claims`` holds the
+    result ids that open units of work have staged.
+    """
 
     def __init__(self) -> None:
         self.conversations: dict[UUID, Conversation] = {}
+        self.conversation_by_result: dict[str, UUID] = {}
+        self.result_claims: dict[str, ResultClaim] = {}
         self.messages: dict[UUID, Message] = {}
         # Per conversation: (created_at, id) keys in ascending order, for ordered reads.
         self.message_keys: dict[UUID, list[tuple[object, UUID]]] = {}
@@ -48,14 +72,86 @@ def _check_owner(user_id: UUID, owner: UUID) -> None:
 
 
 class InMemoryConversationRepository:
+    """Conversations of the unit of work's user, with PostgreSQL's result semantics.
+
+    At most one conversation exists per ``result_id``, as with the unique index: a
+    result taken by a committed conversation (any user's, deleted ones included) or
+    staged in this unit of work makes :meth:`add_for_result` return False (and
+    :meth:`add` raise ``ValueError``). A result staged by another open unit of work makes
+    both *wait* until that one commits (then False / ``ValueError``) or rolls back (then
+    they insert), as PostgreSQL's INSERT waits for the transaction that holds the
+    conflicting index entry. So concurrent callers create exactly one conversation, and
+    the loser learns it at once, not at commit. Waiting on a unit of work that the
+    waiting task itself holds open could never end: that raises ``RuntimeError`` (what
+    PostgreSQL would report as a deadlock, were both sessions its own).
+    """
+
     def __init__(self, uow: InMemoryUnitOfWork) -> None:
         self._uow = uow
 
-    async def add(self, conversation: Conversation) -> None:
+    async def _claim(self, result_id: str) -> bool:
+        """Reserve ``result_id`` for this unit of work; False when a conversation has it."""
+        uow, store = self._uow, self._uow.store
+        task = asyncio.current_task()
+        while True:
+            if result_id in store.conversation_by_result or result_id in uow.staged_results:
+                return False
+            claim = store.result_claims.get(result_id)
+            if claim is None:
+                break
+            if task is not None and claim.task is task:
+                raise RuntimeError(
+                    f"result {result_id} is staged by another unit of work of this same task:"
+                    " waiting for it to end would never return"
+                )
+            await claim.ended.wait()
+        store.result_claims[result_id] = ResultClaim(holder=uow, task=task)
+        return True
+
+    def _check_new(self, conversation: Conversation) -> None:
         _check_owner(self._uow.user_id, conversation.user_id)
-        if conversation.id in self._uow.store.conversations:
+        if (
+            conversation.id in self._uow.store.conversations
+            or conversation.id in self._uow.staged_conversations
+        ):
             raise ValueError(f"conversation {conversation.id} exists")
-        self._uow.staged_conversations[conversation.id] = copy.deepcopy(conversation)
+
+    def _stage_new(self, conversation: Conversation) -> None:
+        staged = copy.deepcopy(conversation)
+        self._uow.staged_conversations[staged.id] = staged
+        if staged.result_id is not None:
+            self._uow.staged_results[staged.result_id] = staged.id
+
+    async def add(self, conversation: Conversation) -> None:
+        self._check_new(conversation)
+        result_id = conversation.result_id
+        if result_id is not None and not await self._claim(result_id):
+            raise ValueError(f"a conversation for result {result_id} exists")
+        self._stage_new(conversation)
+
+    async def add_for_result(self, conversation: Conversation) -> bool:
+        """Insert unless the result has a conversation (anyone's); True when inserted.
+
+        Raises:
+            ValueError: ``conversation.result_id`` is None.
+            PermissionError: the conversation belongs to another user.
+        """
+        result_id = conversation.result_id
+        if result_id is None:
+            raise ValueError("add_for_result needs a conversation with a result_id")
+        self._check_new(conversation)
+        if not await self._claim(result_id):
+            return False
+        self._stage_new(conversation)
+        return True
+
+    async def get_by_result(self, result_id: str) -> Conversation | None:
+        # Like a SELECT: committed rows and this unit of work's own, never waiting.
+        conversation_id = self._uow.staged_results.get(result_id)
+        if conversation_id is None:
+            conversation_id = self._uow.store.conversation_by_result.get(result_id)
+        found = None if conversation_id is None else self._visible(conversation_id)
+        return copy.deepcopy(found) if found else None
 
     def _visible(self, conversation_id: UUID) -> Conversation | None:
         found = self._uow.staged_conversations.get(conversation_id)
@@ -70,10 +166,13 @@ class InMemoryConversationRepository:
         return copy.deepcopy(found) if found else None
 
     async def save(self, conversation: Conversation) -> None:
-        if self._visible(conversation.id) is None:
+        current = self._visible(conversation.id)
+        if current is None:
             return  # like an UPDATE that row-level security hides: no row changes
         _check_owner(self._uow.user_id, conversation.user_id)
-        self._uow.staged_conversations[conversation.id] = copy.deepcopy(conversation)
+        staged = copy.deepcopy(conversation)
+        staged.result_id = current.result_id  # fixed at creation, as in the database
+        self._uow.staged_conversations[conversation.id] = staged
 
     async def list(
         self, where: ConversationFilter, page: PageRequest
@@ -215,6 +314,8 @@ class InMemoryUnitOfWork:
         self.store = store
         self.user_id = user_id
         self.staged_conversations: dict[UUID, Conversation] = {}
+        # The result ids of the staged conversations that have one (claimed in the store).
+        self.staged_results: dict[str, UUID] = {}
         self.staged_messages: dict[UUID, Message] = {}
         self.staged_usage: dict[UUID, UsageRecord] = {}
         self.conversations = InMemoryConversationRepository(self)
@@ -233,18 +334,39 @@ class InMemoryUnitOfWork:
         self._discard()
 
     def _discard(self) -> None:
+        # Release the claimed results: whoever waits on them looks again (and, after a
+        # commit, finds them taken).
+        for result_id in self.staged_results:
+            claim = self.store.result_claims.get(result_id)
+            if claim is not None and claim.holder is self:
+                del self.store.result_claims[result_id]
+                claim.ended.set()
         self.staged_conversations.clear()
+        self.staged_results.clear()
         self.staged_messages.clear()
         self.staged_usage.clear()
 
     async def commit(self) -> None:
+        """Apply the staged writes all at once, or none of them.
+
+        Raises:
+            ValueError: a staged message belongs to no conversation, or a staged result
+                was committed by another unit of work meanwhile. The latter cannot happen
+                through the repositories (the claim makes the others wait); it guards the
+                unique index against a store changed behind their back. Nothing is
+                applied then, like a transaction failing on a unique violation.
+        """
         store = self.store
         for message in self.staged_messages.values():
             if message.conversation_id not in store.conversations and (
                 message.conversation_id not in self.staged_conversations
             ):
                 raise ValueError("message of an unknown conversation")
+        for result_id, conversation_id in self.staged_results.items():
+            if store.conversation_by_result.get(result_id, conversation_id) != conversation_id:
+                raise ValueError(f"a conversation for result {result_id} exists")
         store.conversations.update(self.staged_conversations)
+        store.conversation_by_result.update(self.staged_results)
         for message in self.staged_messages.values():
             if message.id not in store.messages:
                 keys = store.message_keys.setdefault(message.conversation_id, [])

@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -97,10 +98,29 @@ _CONVERSATION_COLUMNS = (
     _c.status,
     _c.created_at,
     _c.updated_at,
+    _c.result_id,
 )
 
 _INSERT_CONVERSATION = insert(conversations)
+# The partial unique index on result_id decides, in the one statement: the inference
+# clause must repeat the index's predicate for PostgreSQL to pick it as the arbiter. A
+# row of the same result (another user's, a deleted one) makes it insert nothing and
+# return nothing, without an error: DO NOTHING reads no conflicting row, so row-level
+# security neither refuses the statement nor hands that row out (only the False tells
+# that the result is taken, which is the point). A concurrent transaction
+# that inserted the same result makes it wait for that one to end: then nothing (it
+# committed) or the insert (it rolled back). The WITH CHECK policy still refuses a row
+# of another user before any of this, as for a plain INSERT.
+_INSERT_CONVERSATION_FOR_RESULT = (
+    pg_insert(conversations)
+    .on_conflict_do_nothing(index_elements=[_c.result_id], index_where=_c.result_id.is_not(None))
+    .returning(_c.id)
+)
 _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(_c.id == bindparam("conversation_id"))
+# Served by the unique index; row-level security keeps it to the user's row.
+_GET_CONVERSATION_BY_RESULT = select(*_CONVERSATION_COLUMNS).where(
+    _c.result_id == bindparam("result_id", type_=_c.result_id.type)
+)
 _SAVE_CONVERSATION = (
     update(conversations)
     .where(_c.id == bindparam("conversation_id"))
@@ -142,7 +162,18 @@ def _list_conversations(single_status: bool, by_context: bool, keyset: bool) -> 
 
 
 def _conversation(row: Sequence[Any]) -> Conversation:
-    (id_, user_id, title, context_type, context_data, metadata, status, created, updated) = row
+    (
+        id_,
+        user_id,
+        title,
+        context_type,
+        context_data,
+        metadata,
+        status,
+        created,
+        updated,
+        result,
+    ) = row
     return Conversation(
         id=id_,
         user_id=user_id,
@@ -153,7 +184,23 @@ def _conversation(row: Sequence[Any]) -> Conversation:
         status=ConversationStatus(status),
         created_at=created,
         updated_at=updated,
+        result_id=result,
     )
+
+
+def _conversation_params(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "user_id": conversation.user_id,
+        "title": conversation.title,
+        "context_type": conversation.context_type.value,
+        "context_data": conversation.context_data,
+        "metadata": conversation.metadata,
+        "status": conversation.status.value,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+        "result_id": conversation.result_id,
+    }
 
 
 class PostgresConversationRepository:
@@ -163,21 +210,22 @@ class PostgresConversationRepository:
         self._source = source
 
     async def add(self, conversation: Conversation) -> None:
-        await _execute(
-            self._source,
-            _INSERT_CONVERSATION,
-            {
-                "id": conversation.id,
-                "user_id": conversation.user_id,
-                "title": conversation.title,
-                "context_type": conversation.context_type.value,
-                "context_data": conversation.context_data,
-                "metadata": conversation.metadata,
-                "status": conversation.status.value,
-                "created_at": conversation.created_at,
-                "updated_at": conversation.updated_at,
-            },
+        # A result that already has a conversation: the unique index raises IntegrityError.
+        await _execute(self._source, _INSERT_CONVERSATION, _conversation_params(conversation))
+
+    async def add_for_result(self, conversation: Conversation) -> bool:
+        """Insert unless the result has a conversation (anyone's); True when inserted.
+
+        Raises:
+            ValueError: ``conversation.result_id`` is None.
+            PermissionError: the conversation belongs to another user.
+        """
+        if conversation.result_id is None:
+            raise ValueError("add_for_result needs a conversation with a result_id")
+        result = await _execute(
+            self._source, _INSERT_CONVERSATION_FOR_RESULT, _conversation_params(conversation)
         )
+        return result.first() is not None
 
     async def get(self, conversation_id: UUID) -> Conversation | None:
         result = await _execute(
@@ -186,8 +234,14 @@ class PostgresConversationRepository:
         row = result.first()
         return None if row is None else _conversation(row)
 
+    async def get_by_result(self, result_id: str) -> Conversation | None:
+        result = await _execute(self._source, _GET_CONVERSATION_BY_RESULT, {"result_id": result_id})
+        row = result.first()
+        return None if row is None else _conversation(row)
+
     async def save(self, conversation: Conversation) -> None:
         # A row that row-level security hides is simply not updated, like in memory.
+        # result_id is not written: it is fixed at creation (and part of a unique index).
         await _execute(
             self._source,
             _SAVE_CONVERSATION,

@@ -66,6 +66,8 @@ conversations = Table(
     Column("status", String(20), nullable=False, server_default="active"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # 0003: the assessment result an assessment conversation was made for.
+    Column("result_id", Text(), nullable=True),
     CheckConstraint("status IN ('active', 'archived', 'deleted')", name="ck_conversations_status"),
     CheckConstraint(
         "context_type IN ('general', 'assessment', 'career_guidance')",
@@ -80,6 +82,14 @@ conversations = Table(
         "status",
         text("updated_at DESC"),
         text("id DESC"),
+    ),
+    # 0003: at most one conversation per result, whoever's it is and deleted or not. The
+    # arbiter of INSERT ... ON CONFLICT (result_id) WHERE result_id IS NOT NULL.
+    Index(
+        "uq_conversations_result",
+        "result_id",
+        unique=True,
+        postgresql_where=text("result_id IS NOT NULL"),
     ),
 )
 

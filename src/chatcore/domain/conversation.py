@@ -67,6 +67,8 @@ class Conversation:
         status: ``active``, ``archived`` or ``deleted``.
         created_at: creation time (UTC).
         updated_at: last change or last message (UTC); lists are ordered by it.
+        result_id: the assessment result an assessment conversation was made for; at
+            most one conversation exists per result (a unique constraint).
     """
 
     id: UUID
@@ -78,6 +80,7 @@ class Conversation:
     status: ConversationStatus = ConversationStatus.ACTIVE
     created_at: datetime
     updated_at: datetime
+    result_id: str | None = None
 
     @property
     def is_deleted(self) -> bool:
