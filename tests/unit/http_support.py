@@ -7,6 +7,7 @@ gives a caller with a fresh user id and a valid token. ``assert_ok`` and
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -33,18 +34,33 @@ PUBLIC_PREFIXES = ("/health", "/metrics", "/schema")
 
 @dataclass(frozen=True)
 class Route:
-    """One authenticated route; ``{id}`` is replaced by a conversation id."""
+    """One authenticated route; ``{id}`` is replaced by a conversation id and
+    ``{message_id}`` by a message id (random ones unless given).
+
+    ``admin``: for admins only, a user's valid token gets 403 ``FORBIDDEN``.
+    """
 
     method: str
     path: str
     body: dict[str, Any] | None = None
+    admin: bool = False
 
-    def url(self, conversation_id: str | uuid.UUID | None = None) -> str:
-        return self.path.replace("{id}", str(conversation_id or uuid.uuid4()))
+    def url(
+        self,
+        conversation_id: str | uuid.UUID | None = None,
+        message_id: str | uuid.UUID | None = None,
+    ) -> str:
+        return self.path.replace("{id}", str(conversation_id or uuid.uuid4())).replace(
+            "{message_id}", str(message_id or uuid.uuid4())
+        )
 
     @property
     def has_id(self) -> bool:
         return "{id}" in self.path
+
+    @property
+    def has_message_id(self) -> bool:
+        return "{message_id}" in self.path
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
@@ -59,6 +75,12 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/conversations/{id}"),
     Route("POST", "/conversations/{id}/messages", {"content": "whose conversation is this?"}),
     Route("GET", "/conversations/{id}/messages"),
+    Route("POST", "/conversations/{id}/messages/stream", {"content": "stream it to whom?"}),
+    Route("POST", "/conversations/{id}/messages/{message_id}/regenerate", {"temperature": 0.5}),
+    Route("GET", "/conversations/{id}/usage"),
+    Route("GET", "/usage/summary"),
+    Route("GET", "/usage/stats"),
+    Route("GET", "/usage/system", admin=True),
 )
 ID_ROUTES = tuple(r for r in ROUTES if r.has_id)
 BODY_ROUTES = tuple(r for r in ROUTES if r.body is not None)
@@ -71,6 +93,7 @@ def route_templates(app: ChatcoreApp) -> set[tuple[str, str]]:
         if route.path.startswith(PUBLIC_PREFIXES):
             continue
         path = re.sub(r"\{conversation_id(:\w+)?\}", "{id}", route.path)
+        path = re.sub(r"\{message_id(:\w+)?\}", "{message_id}", path)
         for method in getattr(route, "methods", ()):
             if method not in {"OPTIONS", "HEAD"}:
                 found.add((method, path))
@@ -138,16 +161,39 @@ def assert_ok(response: httpx.Response, status: int = 200) -> Any:
     return body["data"]
 
 
+def parse_sse(text: str) -> list[tuple[str, Any]]:
+    """The frames of a server-sent-events body, in order: ``(event, data)`` with the
+    JSON ``data`` decoded, and ``(":", text)`` for a comment line."""
+    assert text.endswith("\n\n"), f"the stream does not end with a whole frame: {text[-80:]!r}"
+    frames: list[tuple[str, Any]] = []
+    for block in text.removesuffix("\n\n").split("\n\n"):
+        event, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                frames.append((":", line[1:].strip()))
+            elif line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data.append(line.removeprefix("data: "))
+            else:
+                raise AssertionError(f"not an SSE line: {line!r}")
+        if data:
+            frames.append((event, json.loads("\n".join(data))))
+    return frames
+
+
 @dataclass
 class User:
     """A caller with its own user id and token."""
 
     api: Api
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    admin: bool = False
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token_for(self.api.settings, self.id)}"}
+        token = token_for(self.api.settings, self.id, admin=self.admin)
+        return {"Authorization": f"Bearer {token}"}
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         headers = {**self.headers, **kwargs.pop("headers", {})}
@@ -175,6 +221,12 @@ class User:
         )
         data: dict[str, Any] = assert_ok(response, 201)
         return data
+
+    def stream(self, conversation_id: str, content: str, **body: Any) -> httpx.Response:
+        """POST to the stream route (the whole response, read to its end)."""
+        return self.post(
+            f"/conversations/{conversation_id}/messages/stream", json={"content": content, **body}
+        )
 
     def conversation(self, conversation_id: str, **params: Any) -> dict[str, Any]:
         data: dict[str, Any] = assert_ok(
@@ -222,8 +274,8 @@ class Api:
         container: Container = self.app.state.container
         return container
 
-    def user(self, user_id: uuid.UUID | None = None) -> User:
-        return User(self, user_id or uuid.uuid4())
+    def user(self, user_id: uuid.UUID | None = None, *, admin: bool = False) -> User:
+        return User(self, user_id or uuid.uuid4(), admin)
 
 
 def running_api(

@@ -218,21 +218,31 @@ def _snapshot(owner: User, cid: str) -> dict[str, Any]:
 def test_another_users_conversation_is_404_and_left_unchanged(api: Api, route: Route) -> None:
     owner, intruder = api.user(), api.user()
     cid = owner.create(title="private", metadata={"k": "v"})["id"]
-    owner.send(cid, "my secret plans")
+    answer = owner.send(cid, "my secret plans")["assistant_message"]["id"]
     before = _snapshot(owner, cid)
 
-    response = intruder.request(route.method, route.url(cid), json=route.body)
+    # A message path names the owner's real answer.
+    response = intruder.request(route.method, route.url(cid, answer), json=route.body)
     error = assert_error(response, 404, "NOT_FOUND")
     assert "private" not in response.text
     assert "secret" not in response.text
 
     # Exactly what a conversation that does not exist gets.
-    unknown = intruder.request(route.method, route.url(uuid.uuid4()), json=route.body)
+    unknown = intruder.request(route.method, route.url(uuid.uuid4(), answer), json=route.body)
     assert assert_error(unknown, 404, "NOT_FOUND") == error
 
     assert _snapshot(owner, cid) == before
     # Nothing was created on the intruder's side either.
     assert assert_ok(intruder.get("/conversations"))["conversations"] == []
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.admin], ids=str)
+def test_admin_routes_are_403_for_users_and_open_to_admins(api: Api, route: Route) -> None:
+    user, admin = api.user(), api.user(admin=True)
+    response = user.request(route.method, route.url(), json=route.body)
+    error = assert_error(response, 403, "FORBIDDEN")
+    assert error["details"] is None
+    assert admin.request(route.method, route.url(), json=route.body).status_code == 200
 
 
 def test_internal_service_headers_act_for_the_named_user(make_api: MakeApi) -> None:
@@ -275,17 +285,24 @@ def test_internal_headers_without_the_right_key_are_ignored(
     api = make_api(env={"INTERNAL_SERVICE_KEY": SERVICE_KEY})
     owner = api.user()
     cid = owner.create()["id"]
+    answer = owner.send(cid, "mine alone")["assistant_message"]["id"]
     spoofed = {**headers, "X-User-ID": str(owner.id)}
     assert_error(_call(api, route, spoofed, cid), 401, "UNAUTHORIZED")
     # With a token too, the token decides who is calling.
     intruder = api.user()
-    response = intruder.request(route.method, route.url(cid), json=route.body, headers=spoofed)
+    response = intruder.request(
+        route.method, route.url(cid, answer), json=route.body, headers=spoofed
+    )
     if route.has_id:
         assert_error(response, 404, "NOT_FOUND")
+    elif route.admin:
+        assert_error(response, 403, "FORBIDDEN")
     elif route.method == "POST":
         assert assert_ok(response, 201)["user_id"] == str(intruder.id)
-    else:
+    elif route.path == "/conversations":
         assert assert_ok(response)["conversations"] == []
+    else:  # the caller's own usage: none
+        assert assert_ok(response)["totals"]["requests"] == 0
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=str)

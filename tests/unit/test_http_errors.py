@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from adapters.memory import InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
+from adapters.memory import (
+    InMemorySystemUsageReader,
+    InMemoryUnitOfWork,
+    InMemoryUnitOfWorkFactory,
+)
 from chatcore.models import ChatReply, ChatRequest, StreamEvent
 from entrypoints.http.middleware import RequestContext
 from entrypoints.logs import configure_logging
@@ -221,14 +225,24 @@ def test_an_empty_title_is_400(user: User, title: str) -> None:
 @pytest.mark.parametrize("route", ID_ROUTES, ids=str)
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
 def test_a_malformed_id_in_the_path_is_400(user: User, route: Route, bad_id: str) -> None:
-    response = user.request(route.method, route.path.replace("{id}", bad_id), json=route.body)
+    response = user.request(route.method, route.url(bad_id), json=route.body)
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert "conversation_id" in error["message"]
 
 
+@pytest.mark.parametrize("route", [r for r in ID_ROUTES if r.has_message_id], ids=str)
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
+def test_a_malformed_message_id_in_the_path_is_400(
+    user: User, cid: str, route: Route, bad_id: str
+) -> None:
+    response = user.request(route.method, route.url(cid, bad_id), json=route.body)
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "message_id" in error["message"]
+
+
 @pytest.mark.parametrize("route", ID_ROUTES, ids=str)
 def test_a_malformed_id_from_an_anonymous_caller_is_401(api: Api, route: Route) -> None:
-    response = api.client.request(route.method, route.path.replace("{id}", "nope"))
+    response = api.client.request(route.method, route.url("nope", "nope"))
     assert_error(response, 401, "UNAUTHORIZED")
 
 
@@ -522,8 +536,11 @@ DATABASE_ERRORS = {
 @pytest.mark.parametrize("kind", list(DATABASE_ERRORS))
 def test_a_database_that_goes_away_is_503_then_recovers(make_api: MakeApi, kind: str) -> None:
     database = FlakyDatabase()
-    user = make_api(uow=database).user()
+    user = make_api(
+        uow=database, system_usage=InMemorySystemUsageReader(database.inner.store)
+    ).user()
     cid = user.create()["id"]
+    answer = user.send(cid, "before the outage")["assistant_message"]["id"]
     database.error = DATABASE_ERRORS[kind]()
     for route in (
         Route("GET", "/conversations"),
@@ -533,8 +550,13 @@ def test_a_database_that_goes_away_is_503_then_recovers(make_api: MakeApi, kind:
         Route("DELETE", "/conversations/{id}"),
         Route("POST", "/conversations/{id}/messages", {"content": "hi"}),
         Route("GET", "/conversations/{id}/messages"),
+        Route("POST", "/conversations/{id}/messages/stream", {"content": "hi"}),
+        Route("POST", "/conversations/{id}/messages/{message_id}/regenerate", {}),
+        Route("GET", "/conversations/{id}/usage"),
+        Route("GET", "/usage/summary"),
+        Route("GET", "/usage/stats"),
     ):
-        response = user.request(route.method, route.url(cid), json=route.body)
+        response = user.request(route.method, route.url(cid, answer), json=route.body)
         assert_error(response, 503, "SERVICE_UNAVAILABLE")
         assert response.headers["retry-after"].isdigit()
         assert "refused" not in response.text

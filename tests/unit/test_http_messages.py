@@ -184,7 +184,13 @@ def test_model_failure_is_503_and_the_question_is_kept(make_api: MakeApi) -> Non
     cid = user.create()["id"]
     response = user.post(f"/conversations/{cid}/messages", json={"content": "are you there?"})
     error = assert_error(response, 503, "AI_SERVICE_UNAVAILABLE")
-    assert model.calls == 1
+    # Each free rung of the default chain was asked once; the paid one is disabled.
+    assert model.calls == 2
+    assert error["details"]["reasons"] == [
+        "qwen/qwen3-235b-a22b-07-25:free: failed (unavailable)",
+        "meta-llama/llama-3.2-3b-instruct:free: failed (unavailable)",
+        "openai/gpt-4o-mini: skipped (paid models are disabled)",
+    ]
     stored = user.messages(cid)
     assert [(m["sender_type"], m["content"]) for m in stored] == [("user", "are you there?")]
     assert error["details"]["user_message_id"] == stored[0]["id"]

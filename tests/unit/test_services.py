@@ -79,7 +79,7 @@ async def test_when_the_model_fails_the_user_message_is_kept() -> None:
     assert stored.content == "Apakah pesanku tersimpan?"
     assert caught.value.details == {
         "user_message_id": str(stored.id),
-        "reasons": ["failing: unavailable"],
+        "reasons": ["offline: failed (unavailable)"],
     }
     assert isinstance(s.events.published[-1], AnswerFailed)
 

@@ -436,17 +436,23 @@ class MessageService:
             user_id, conversation_id, content, parent_message_id, placeholder=True
         )
         assert pending is not None
-        return self._stream_answer(turn, pending)
+        updates = self._stream_answer(turn, pending)
+        # Run it to its first step, inside its ``try``: from here on, closing the stream
+        # ends the answer's row even when nobody read from it (a client that left
+        # before the stream began); a stream never started could not clean up.
+        await anext(updates)
+        return updates
 
     async def _stream_answer(
         self, turn: _Turn, pending: Message
     ) -> AsyncGenerator[StreamUpdate, None]:
-        yield StreamStarted(turn.user_message)
         pieces: list[str] = []
-        started = time.perf_counter()
         finished = False
         answer = self._gateway.stream(turn.request)
         try:
+            yield StreamStarted(turn.user_message)  # the priming step, taken by stream()
+            yield StreamStarted(turn.user_message)
+            started = time.perf_counter()
             async for event in answer:
                 if isinstance(event, StreamDelta):
                     pieces.append(event.text)

@@ -134,14 +134,25 @@ def _moment(raw: str | None, name: str, *, end: bool) -> datetime | None:
         return None
     text = raw.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
+        # Any ISO date form (2026-03-10, 20260310, 2026-W10-2) is a whole day.
+        day: date | None = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    try:
+        if day is not None:
+            if end and day == date.max:
+                return None  # through the last day there is: no end
             start = datetime.combine(day, time(0), UTC)
             return start + timedelta(days=1) if end else start
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValidationError(f"{name} must be an ISO date or date-time, got {raw!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        # In UTC, like the ledger's timestamps (and so that storage never sees an offset
+        # that moves the moment out of datetime's range).
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(f"{name} is out of range, got {raw!r}") from None
 
 
 def window_of(start_date: str | None, end_date: str | None) -> UsageWindow:
