@@ -435,3 +435,16 @@ def test_an_internal_call_for_a_user_is_not_an_admin(make_api: MakeApi) -> None:
         "X-User-ID": str(uuid.uuid4()),
     }
     assert_error(api.client.get("/usage/system", headers=headers), 403, "FORBIDDEN")
+
+
+@pytest.mark.parametrize("path", ["/conversations/{cid}/usage", "/usage/summary"])
+def test_group_by_adds_a_series_on_every_usage_route(shared_api: Api, path: str) -> None:
+    user = shared_api.user()
+    cid = user.create()["id"]
+    user.send(cid, "Karier apa yang cocok?")
+    plain = user.get(path.format(cid=cid)).json()["data"]
+    assert "series" not in plain
+    grouped = user.get(path.format(cid=cid) + "?group_by=month").json()["data"]
+    assert grouped["group_by"] == "month"
+    assert len(grouped["series"]) == 1
+    assert grouped["series"][0]["totals"]["requests"] == grouped["totals"]["requests"] == 1

@@ -217,7 +217,10 @@ class MessageService:
                 if options.temperature is not None
                 else self._settings.temperature
             ),
-            max_tokens=options.max_tokens or self._settings.max_tokens,
+            # A regeneration may ask for less than MAX_TOKENS, never more.
+            max_tokens=min(
+                options.max_tokens or self._settings.max_tokens, self._settings.max_tokens
+            ),
             profile=profile,
             language=language,
         )

@@ -42,19 +42,28 @@ class UsageService:
         self._system = system
 
     async def conversation(
-        self, user_id: UUID, conversation_id: UUID, window: UsageWindow
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        window: UsageWindow,
+        group_by: GroupBy | None = None,
     ) -> UsageReport:
-        """Totals of one of the user's conversations (404 for anyone else's)."""
+        """Totals of one of the user's conversations (404 for anyone else's), with a
+        series when ``group_by`` is given."""
         async with self._uow(user_id) as uow:
             await load_conversation(uow, conversation_id)
             totals = await uow.usage.totals(_check(window), conversation_id)
-        return UsageReport(window=window, totals=totals)
+            series = await uow.usage.series(window, group_by, conversation_id) if group_by else None
+        return UsageReport(window=window, totals=totals, series=series)
 
-    async def summary(self, user_id: UUID, window: UsageWindow) -> UsageReport:
-        """The user's totals over every conversation."""
+    async def summary(
+        self, user_id: UUID, window: UsageWindow, group_by: GroupBy | None = None
+    ) -> UsageReport:
+        """The user's totals over every conversation, with a series when asked."""
         async with self._uow(user_id) as uow:
             totals = await uow.usage.totals(_check(window))
-        return UsageReport(window=window, totals=totals)
+            series = await uow.usage.series(window, group_by) if group_by else None
+        return UsageReport(window=window, totals=totals, series=series)
 
     async def stats(self, user_id: UUID, window: UsageWindow, group_by: GroupBy) -> UsageReport:
         """The user's totals and their series per day, week or month."""

@@ -70,11 +70,15 @@ class ConversationUsageOut(msgspec.Struct, kw_only=True):
     conversation_id: UUID
     window: WindowOut
     totals: TotalsOut
+    group_by: GroupBy | msgspec.UnsetType = msgspec.UNSET
+    series: list[BucketOut] | msgspec.UnsetType = msgspec.UNSET
 
 
 class SummaryOut(msgspec.Struct, kw_only=True):
     window: WindowOut
     totals: TotalsOut
+    group_by: GroupBy | msgspec.UnsetType = msgspec.UNSET
+    series: list[BucketOut] | msgspec.UnsetType = msgspec.UNSET
 
 
 class StatsOut(msgspec.Struct, kw_only=True):
@@ -179,14 +183,19 @@ class ConversationUsageController(Controller):
         principal: Principal,
         start_date: DateParam = None,
         end_date: DateParam = None,
+        group_by: GroupBy | None = None,
     ) -> Ok[ConversationUsageOut]:
         window = window_of(start_date, end_date)
-        report = await container.usage.conversation(principal.user_id, conversation_id, window)
+        report = await container.usage.conversation(
+            principal.user_id, conversation_id, window, group_by
+        )
         return Ok(
             data=ConversationUsageOut(
                 conversation_id=conversation_id,
                 window=_window_out(window),
                 totals=totals_out(report.totals),
+                group_by=group_by or msgspec.UNSET,
+                series=_series(report.series) if report.series is not None else msgspec.UNSET,
             )
         )
 
@@ -203,10 +212,18 @@ class UsageController(Controller):
         principal: Principal,
         start_date: DateParam = None,
         end_date: DateParam = None,
+        group_by: GroupBy | None = None,
     ) -> Ok[SummaryOut]:
         window = window_of(start_date, end_date)
-        report = await container.usage.summary(principal.user_id, window)
-        return Ok(data=SummaryOut(window=_window_out(window), totals=totals_out(report.totals)))
+        report = await container.usage.summary(principal.user_id, window, group_by)
+        return Ok(
+            data=SummaryOut(
+                window=_window_out(window),
+                totals=totals_out(report.totals),
+                group_by=group_by or msgspec.UNSET,
+                series=_series(report.series) if report.series is not None else msgspec.UNSET,
+            )
+        )
 
     @get("/stats", summary="The caller's usage per day, week or month")
     async def stats(
