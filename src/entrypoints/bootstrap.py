@@ -14,6 +14,14 @@ from adapters.memory import (
     InMemoryUnitOfWorkFactory,
 )
 from adapters.offline import OfflineChatModel
+from adapters.websocket.hub import ConnectionHub
+from adapters.websocket.notifier import (
+    HttpForwardNotifier,
+    LocalNotifier,
+    ManagedNotifier,
+    RabbitMQNotifier,
+)
+from chatcore.assessment import Notifier
 from chatcore.clock import SystemClock
 from chatcore.events import DomainEvent, ModelCallFailed, ModelFellBack, ModelSkipped
 from chatcore.fallback import FreeQuota, ModelChain, ModelGateway
@@ -51,6 +59,9 @@ class Container:
     usage: UsageService
     authenticator: Authenticator
     metrics: Metrics
+    hub: ConnectionHub | None
+    """This process's WebSocket connections (None in a process that serves none)."""
+    notifier: Notifier
     readiness: dict[str, Check] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     closers: list[Closer] = field(default_factory=list)
@@ -175,12 +186,61 @@ def _event_subscriber(metrics: Metrics) -> Callable[[DomainEvent], Awaitable[Non
     return on_event
 
 
+_BUILD: Any = object()
+
+
+async def _sockets(
+    settings: Settings,
+    overrides: dict[str, Any],
+    clock: Clock,
+    *,
+    closers: list[Closer],
+    readiness: dict[str, Check],
+    info: dict[str, str],
+) -> tuple[ConnectionHub | None, Notifier]:
+    """The hub and the notifier, from the ``hub``/``notifier`` overrides or built (and
+    then started here and stopped by the closers). Pops the last overrides: any other
+    left is refused before anything starts."""
+    hub: ConnectionHub | None = overrides.pop("hub", _BUILD)
+    given: Notifier | None = overrides.pop("notifier", None)
+    if overrides:
+        raise TypeError(f"unknown overrides: {', '.join(sorted(overrides))}")
+    if hub is _BUILD:
+        hub = ConnectionHub(ping_interval=settings.ws_ping_interval)
+        closers.append(hub.aclose)  # after the notifier stops (closers run in reverse)
+    if given is not None:
+        return hub, given
+    notifier: ManagedNotifier
+    if settings.rabbitmq_url:
+        notifier = RabbitMQNotifier(
+            settings.rabbitmq_url, hub=hub, exchange=settings.notifications_exchange, clock=clock
+        )
+        readiness["notifications"] = notifier.ready
+        info["notifications"] = f"rabbitmq exchange {settings.notifications_exchange}"
+    else:
+        # Without a broker only this process's sockets can hear it (none: it is lost).
+        notifier = LocalNotifier(hub or ConnectionHub(), clock)
+        info["notifications"] = "in-process"
+    if settings.notification_service_url:
+        notifier = HttpForwardNotifier(
+            notifier,
+            settings.notification_service_url,
+            service_key=settings.internal_service_key,
+        )
+        info["notifications"] += f", forwarded to {settings.notification_service_url}"
+    await notifier.start()
+    closers.append(notifier.stop)
+    return hub, notifier
+
+
 async def bootstrap(settings: Settings, **overrides: Any) -> Container:
     """Build the container.
 
     Overridable by name: ``clock``, ``metrics``, ``uow`` (with ``system_usage``, or the
     in-memory reader of an ``InMemoryUnitOfWorkFactory``), ``limiter``, ``model`` (the
-    provider every rung of ``chain`` is asked through), ``chain``, ``authenticator``.
+    provider every rung of ``chain`` is asked through), ``chain``, ``authenticator``,
+    ``hub`` (None: this process serves no sockets, so its notifier only publishes),
+    ``notifier`` (used as is: the caller starts and stops it).
     """
     closers: list[Closer] = []
     readiness: dict[str, Check] = {}
@@ -251,8 +311,9 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         audience=settings.jwt_audience,
         internal_service_key=settings.internal_service_key,
     )
-    if overrides:
-        raise TypeError(f"unknown overrides: {', '.join(sorted(overrides))}")
+    hub, notifier = await _sockets(
+        settings, overrides, clock, closers=closers, readiness=readiness, info=info
+    )
     limits = RateLimits(limiter, settings.rates)
     return Container(
         settings=settings,
@@ -277,6 +338,8 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         usage=UsageService(uow=uow, system=system_usage),
         authenticator=authenticator,
         metrics=metrics,
+        hub=hub,
+        notifier=notifier,
         readiness=readiness,
         info=info,
         closers=closers,

@@ -22,6 +22,7 @@ from entrypoints.http.health import health, live, ready
 from entrypoints.http.health import metrics as metrics_endpoint
 from entrypoints.http.middleware import RequestContext
 from entrypoints.http.usage import ConversationUsageController, UsageController
+from entrypoints.http.ws import notifications_socket
 from entrypoints.logs import configure_logging, get_logger
 from entrypoints.metrics import Metrics
 from entrypoints.settings import DEFAULTS_LOGGED_ENV, Settings, load_settings
@@ -103,6 +104,7 @@ def create_app(
             ready,
             health,
             metrics_endpoint,
+            notifications_socket,
         ],
         dependencies={
             "container": Provide(provide_container, sync_to_thread=False),
