@@ -9,6 +9,7 @@ from typing import Any
 
 from adapters.memory import (
     InMemoryEventPublisher,
+    InMemoryIntegrationPublisher,
     InMemoryRateLimiter,
     InMemorySystemUsageReader,
     InMemoryUnitOfWorkFactory,
@@ -21,13 +22,20 @@ from adapters.websocket.notifier import (
     ManagedNotifier,
     RabbitMQNotifier,
 )
-from chatcore.assessment import Notifier
+from chatcore.assessment import (
+    ArchiveResult,
+    ArchiveUnavailableError,
+    AssessmentSource,
+    IntegrationPublisher,
+    Notifier,
+)
 from chatcore.clock import SystemClock
 from chatcore.events import DomainEvent, ModelCallFailed, ModelFellBack, ModelSkipped
 from chatcore.fallback import FreeQuota, ModelChain, ModelGateway
 from chatcore.limits import RateLimits
 from chatcore.ports import ChatModel, Clock, RateLimiter, UnitOfWorkFactory
 from chatcore.services import ConversationService, MessageService, UsageService
+from chatcore.services.assessment import AssessmentService
 from chatcore.usage import SystemUsageReader
 from entrypoints.auth import Authenticator, resolve_jwt_secret
 from entrypoints.logs import get_logger
@@ -57,6 +65,8 @@ class Container:
     conversations: ConversationService
     messages: MessageService
     usage: UsageService
+    assessment: AssessmentService
+    assessment_source: AssessmentSource
     authenticator: Authenticator
     metrics: Metrics
     hub: ConnectionHub | None
@@ -143,6 +153,49 @@ async def _openrouter(settings: Settings, closers: list[Closer]) -> ChatModel:
         timeout_ms=models.timeout_ms,
         default_model=models.default_model,
     )
+
+
+class _NoArchive:
+    """The archive when ``ARCHIVE_SERVICE_URL`` is unset: every fetch is a clear failure."""
+
+    async def fetch_result(self, result_id: str) -> ArchiveResult | None:
+        raise ArchiveUnavailableError(
+            f"cannot fetch result {result_id}: ARCHIVE_SERVICE_URL is not set"
+        )
+
+
+async def _assessment_io(
+    settings: Settings,
+    overrides: dict[str, Any],
+    closers: list[Closer],
+    info: dict[str, str],
+) -> tuple[AssessmentSource, IntegrationPublisher]:
+    source: AssessmentSource | None = overrides.pop("source", None)
+    if source is None and settings.archive_service_url:
+        from adapters.archive import ArchiveClient, build_archive_http_client  # noqa: PLC0415
+
+        client = build_archive_http_client()
+        closers.append(client.aclose)
+        source = ArchiveClient(
+            client=client,
+            base_url=settings.archive_service_url,
+            service_key=settings.internal_service_key,
+        )
+        info["archive"] = settings.archive_service_url
+    elif source is None:
+        source = _NoArchive()
+        info["archive"] = "not configured (ARCHIVE_SERVICE_URL)"
+    publisher: IntegrationPublisher | None = overrides.pop("publisher", None)
+    if publisher is None and settings.rabbitmq_url:
+        from adapters.rabbitmq import RabbitMQPublisher  # noqa: PLC0415
+
+        rabbit = RabbitMQPublisher(settings.rabbitmq_url, settings.rabbitmq_exchange)
+        await rabbit.start()
+        closers.append(rabbit.close)
+        publisher = rabbit
+    elif publisher is None:
+        publisher = InMemoryIntegrationPublisher()
+    return source, publisher
 
 
 def _chain(settings: Settings, offline: bool) -> ModelChain:
@@ -311,6 +364,7 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         audience=settings.jwt_audience,
         internal_service_key=settings.internal_service_key,
     )
+    source, publisher = await _assessment_io(settings, overrides, closers, info)
     hub, notifier = await _sockets(
         settings, overrides, clock, closers=closers, readiness=readiness, info=info
     )
@@ -336,6 +390,17 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
             settings=settings.chat,
         ),
         usage=UsageService(uow=uow, system=system_usage),
+        assessment=AssessmentService(
+            uow=uow,
+            clock=clock,
+            source=source,
+            notifier=notifier,
+            publisher=publisher,
+            gateway=gateway,
+            events=events,
+            settings=settings.chat,
+        ),
+        assessment_source=source,
         authenticator=authenticator,
         metrics=metrics,
         hub=hub,

@@ -1,4 +1,4 @@
-"""The ``chatcore`` command: serve, migrate, token."""
+"""The ``chatcore`` command: serve, consume, migrate, token."""
 
 from __future__ import annotations
 
@@ -62,6 +62,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consume(_: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    from entrypoints.consumer import consumer_config, run_consumer  # noqa: PLC0415
+
+    try:
+        config = consumer_config(settings)
+    except ConfigError as exc:
+        print(f"chatcore: {exc}", file=sys.stderr)
+        return 2
+    get_logger("chatcore.cli").info(
+        "consuming",
+        exchange=config.exchange,
+        queue=config.queue,
+        routing_keys=",".join(config.routing_keys),
+        dead_letter_queue=f"{config.queue}.dlq",
+    )
+    try:
+        asyncio.run(run_consumer(settings, config=config))
+    except ConfigError as exc:
+        print(f"chatcore: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _demo(_: argparse.Namespace) -> int:
+    settings = _settings()
+    # The demo prints the journey; the log would only interleave with it.
+    configure_logging("warning", settings.log_format)
+    from entrypoints.demo import run_demo  # noqa: PLC0415
+
+    if settings.database_url is None:
+        os.environ["DATABASE_URL"] = _embedded_database(settings)
+        settings = _settings()
+    return asyncio.run(run_demo(settings))
+
+
 def _migrate(_: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -117,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server worker processes")
     serve.set_defaults(run=_serve)
+
+    consume = sub.add_parser("consume", help="run the RabbitMQ consumer of analysis events")
+    consume.set_defaults(run=_consume)
+
+    demo = sub.add_parser(
+        "demo", help="the whole assessment journey in one process, printed to the terminal"
+    )
+    demo.set_defaults(run=_demo)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(run=_migrate)

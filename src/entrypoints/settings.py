@@ -59,6 +59,14 @@ class Settings:
     data_dir: Path = Path(".chatcore")
     redis_url: str | None = None
     rabbitmq_url: str | None = None
+    rabbitmq_exchange: str = "atma_events_exchange"
+    rabbitmq_queue: str = "chatbot_assessment_events"
+    rabbitmq_routing_keys: tuple[str, ...] = (
+        "analysis.completed",
+        "analysis.started",
+        "analysis.failed",
+    )
+    archive_service_url: str | None = None
     openrouter_api_key: str | None = None
     jwt_secret: str | None = None
     jwt_issuer: str = "atma-auth-service"
@@ -125,6 +133,25 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     if parsed.scheme not in schemes:
         raise ConfigError(name, f"must be a URL starting with {' or '.join(schemes)}://")
     return raw
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _text(env, name) or default
+    if len(raw) > 255 or any(ch.isspace() for ch in raw):
+        raise ConfigError(
+            name, f"must be a name without spaces (at most 255 characters), got {raw!r}"
+        )
+    return raw
+
+
+def _keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _text(env, name)
+    if raw is None:
+        return ("analysis.completed", "analysis.started", "analysis.failed")
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys or any(any(ch.isspace() for ch in k) for k in keys):
+        raise ConfigError(name, f"must be a comma list of routing keys, got {raw!r}")
+    return keys
 
 
 def _database_url(env: Mapping[str, str]) -> str | None:
@@ -238,6 +265,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(_text(env, "CHATCORE_DATA_DIR") or ".chatcore"),
         redis_url=redis_url,
         rabbitmq_url=rabbitmq_url,
+        rabbitmq_exchange=_name(env, "RABBITMQ_EXCHANGE", "atma_events_exchange"),
+        rabbitmq_queue=_name(env, "RABBITMQ_QUEUE", "chatbot_assessment_events"),
+        rabbitmq_routing_keys=_keys(env, "RABBITMQ_ROUTING_KEYS"),
+        archive_service_url=_url(env, "ARCHIVE_SERVICE_URL", ("http", "https")),
         openrouter_api_key=api_key,
         jwt_secret=jwt_secret,
         jwt_issuer=_text(env, "JWT_ISSUER") or "atma-auth-service",

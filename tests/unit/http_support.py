@@ -18,13 +18,16 @@ from typing import Any
 
 import httpx
 import jwt
+import msgspec
 from litestar.testing import TestClient
 
-from adapters.memory import InMemoryUnitOfWorkFactory
+from adapters.memory import InMemoryAssessmentSource, InMemoryUnitOfWorkFactory
+from chatcore.assessment import ArchiveResult
 from entrypoints.auth import issue_token
 from entrypoints.bootstrap import Container
 from entrypoints.http.app import ChatcoreApp, create_app
 from entrypoints.settings import Settings, load_settings
+from tests.conftest import load_fixture
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"
 SERVICE_KEY = "internal-service-key-0123456789"
@@ -81,6 +84,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/usage/summary"),
     Route("GET", "/usage/stats"),
     Route("GET", "/usage/system", admin=True),
+    Route("GET", "/conversations/{id}/suggestions"),
+    Route("POST", "/assessment/from-assessment", {"assessment_id": "a-result-of-someone"}),
 )
 ID_ROUTES = tuple(r for r in ROUTES if r.has_id)
 BODY_ROUTES = tuple(r for r in ROUTES if r.body is not None)
@@ -277,6 +282,15 @@ class Api:
     def user(self, user_id: uuid.UUID | None = None, *, admin: bool = False) -> User:
         return User(self, user_id or uuid.uuid4(), admin)
 
+    def archive_result(self, owner: uuid.UUID, result_id: str | None = None) -> str:
+        """Put a completed result of ``owner`` (the v2 fixture) in the in-memory archive."""
+        source = self.container.assessment_source
+        assert isinstance(source, InMemoryAssessmentSource)
+        data = {**load_fixture("archive_result_v2.json")["data"], "user_id": str(owner)}
+        data["id"] = result_id or f"result-{uuid.uuid4()}"
+        source.add(msgspec.convert(data, ArchiveResult))
+        return str(data["id"])
+
 
 def running_api(
     data_dir: Path,
@@ -289,6 +303,7 @@ def running_api(
     settings = container.settings if container else make_settings(data_dir, **(env or {}))
     if container is None:
         overrides.setdefault("uow", InMemoryUnitOfWorkFactory())
+        overrides.setdefault("source", InMemoryAssessmentSource())
         app = create_app(settings, **overrides)
     else:
         app = create_app(settings, container=container)

@@ -5,7 +5,9 @@ transactions that roll back unless committed, keyset ordering), which one
 contract test suite checks against both.
 """
 
+from adapters.memory.assessment import InMemoryAssessmentSource
 from adapters.memory.events import InMemoryEventPublisher
+from adapters.memory.integration import InMemoryIntegrationPublisher
 from adapters.memory.ratelimit import InMemoryRateLimiter
 from adapters.memory.spend import InMemorySpendLedger, InMemorySystemUsageReader
 from adapters.memory.store import (
@@ -18,8 +20,10 @@ from adapters.memory.store import (
 )
 
 __all__ = [
+    "InMemoryAssessmentSource",
     "InMemoryConversationRepository",
     "InMemoryEventPublisher",
+    "InMemoryIntegrationPublisher",
     "InMemoryMessageRepository",
     "InMemoryRateLimiter",
     "InMemorySpendLedger",

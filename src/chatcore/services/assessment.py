@@ -214,7 +214,12 @@ class AssessmentService:
             user_id, result, title=title, welcome=auto_start_message
         )
         if made.created:
-            await self.announce(made, result_id)
+            try:
+                await self.announce(made, result_id)
+            except Exception:
+                # The conversation is committed and the caller gets it; a lost
+                # announcement must not turn that into an error (the student polls).
+                _log.exception("announcing conversation %s failed", made.conversation.id)
         return made
 
     def _language(self, conversation: Conversation | None) -> str:

@@ -15,6 +15,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 import chatcore
 from entrypoints.bootstrap import Container, bootstrap
+from entrypoints.http.assessment import AssessmentController, SuggestionController
 from entrypoints.http.conversations import ConversationController
 from entrypoints.http.deps import provide_container, provide_principal
 from entrypoints.http.errors import EXCEPTION_HANDLERS
@@ -98,6 +99,8 @@ def create_app(
     app = ChatcoreApp(
         route_handlers=[
             ConversationController,
+            AssessmentController,
+            SuggestionController,
             ConversationUsageController,
             UsageController,
             live,

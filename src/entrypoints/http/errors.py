@@ -9,6 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from chatcore.assessment import ArchiveUnavailableError
 from chatcore.errors import ChatcoreError, RateLimitedError
 from entrypoints.auth import AuthError
 from entrypoints.http.schemas import ErrorBody, ErrorEnvelope
@@ -120,6 +121,17 @@ def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes
     )
 
 
+def _archive(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    _log.error("archive unavailable", error=str(exc))
+    return error_response(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "the assessment archive is unavailable; please retry shortly",
+        {"reason": str(exc)},
+        headers={"Retry-After": "5"},
+    )
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return _database(request, exc)
@@ -138,6 +150,7 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ChatcoreError: _chatcore,
     AuthError: _auth,
+    ArchiveUnavailableError: _archive,
     ValidationException: _validation,
     HTTPException: _http,
     OperationalError: _database,
