@@ -7,6 +7,7 @@ from typing import Self
 from uuid import UUID
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.repositories import (
@@ -73,14 +74,25 @@ class PostgresUnitOfWork:
         if self._entered:
             raise RuntimeError("a unit of work is used once")
         self._entered = True
+        try:
+            self._connection = await self._open()
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # A pooled connection died while idle (the database restarted). SQLAlchemy
+            # has now invalidated every connection older than this moment, so one more
+            # try gets a fresh one — cheaper than pinging before every checkout.
+            self._connection = await self._open()
+        return self
+
+    async def _open(self) -> AsyncConnection:
         connection = await self._engine.connect()
         try:
             await self._begin(connection)
         except BaseException:
             await connection.close()
             raise
-        self._connection = connection
-        return self
+        return connection
 
     async def __aexit__(
         self,

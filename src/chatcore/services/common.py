@@ -33,7 +33,7 @@ class ChatSettings:
     history_token_budget: int = 6_000
     max_tokens: int = 1_000
     temperature: float = 0.3
-    history_window: int = 200
+    history_window: int = 60
 
 
 @dataclass(slots=True, frozen=True)
