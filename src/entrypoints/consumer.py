@@ -27,7 +27,7 @@ from aiormq.exceptions import AuthenticationError, ProbableAuthenticationError
 from adapters.rabbitmq import AnalysisConsumer, split_keys
 from entrypoints.bootstrap import bootstrap
 from entrypoints.logs import get_logger
-from entrypoints.settings import ConfigError, Settings
+from entrypoints.settings import ConfigError, Settings, env_int
 
 __all__ = ["ConsumerConfig", "consumer_config", "run_consumer"]
 
@@ -51,19 +51,6 @@ class ConsumerConfig:
     retry_delays: tuple[float, ...] = (1, 5, 30, 120, 600)
     shutdown_timeout: float = 30.0
     connect_retry_interval: float = 5.0
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -106,8 +93,8 @@ def consumer_config(settings: Settings, env: Mapping[str, str] | None = None) ->
         exchange=settings.rabbitmq_exchange,
         queue=settings.rabbitmq_queue,
         routing_keys=split_keys(settings.rabbitmq_routing_keys) or DEFAULT_ROUTING_KEYS,
-        prefetch=_int(env, "RABBITMQ_PREFETCH", 16, 1, 1000),
-        max_attempts=_int(env, "RABBITMQ_MAX_ATTEMPTS", 5, 1, 100),
+        prefetch=env_int(env, "RABBITMQ_PREFETCH", 16, 1, 1000),
+        max_attempts=env_int(env, "RABBITMQ_MAX_ATTEMPTS", 5, 1, 100),
         retry_delays=_seconds(env, "RABBITMQ_RETRY_DELAYS", (1, 5, 30, 120, 600)),
         shutdown_timeout=shutdown[0],
     )

@@ -17,7 +17,15 @@ from chatcore.limits import RatePolicy
 from chatcore.prompts import LANGUAGES
 from chatcore.services import ChatSettings
 
-__all__ = ["DEFAULTS_LOGGED_ENV", "ConfigError", "ModelSettings", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULTS_LOGGED_ENV",
+    "ConfigError",
+    "ModelSettings",
+    "Settings",
+    "env_float",
+    "env_int",
+    "load_settings",
+]
 
 DEFAULTS_LOGGED_ENV = "CHATCORE_DEFAULTS_LOGGED"
 """Set by ``chatcore serve`` once it has logged the defaults, so workers do not repeat them."""
@@ -85,7 +93,8 @@ class Settings:
     defaults_used: tuple[str, ...] = ()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """``name`` from ``env`` as a whole number in ``[lo, hi]``; ``default`` when unset."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -98,7 +107,8 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    """``name`` from ``env`` as a number in ``[lo, hi]``; ``default`` when unset."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -161,7 +171,7 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     host = _text(env, "DB_HOST")
     if host is None:
         return None
-    port = _int(env, "DB_PORT", 5432, 1, 65535)
+    port = env_int(env, "DB_PORT", 5432, 1, 65535)
     name = _text(env, "DB_NAME") or "postgres"
     user = urllib.parse.quote(_text(env, "DB_USER") or "postgres", safe="")
     password = _text(env, "DB_PASSWORD")
@@ -208,12 +218,14 @@ def _models(env: Mapping[str, str]) -> ModelSettings:
         fallback_models=fallbacks,
         emergency_model=emergency,
         free_only=_bool(env, "USE_FREE_MODELS_ONLY", True),
-        daily_budget_usd=_float(env, "EMERGENCY_DAILY_BUDGET_USD", 1.0, 0.0, 1_000_000.0),
-        timeout_ms=_int(env, "OPENROUTER_TIMEOUT", 45_000, 100, 600_000),
+        daily_budget_usd=env_float(env, "EMERGENCY_DAILY_BUDGET_USD", 1.0, 0.0, 1_000_000.0),
+        timeout_ms=env_int(env, "OPENROUTER_TIMEOUT", 45_000, 100, 600_000),
         referer=_text(env, "HTTP_REFERER"),
         title=_text(env, "X_TITLE"),
-        free_requests_per_minute=_int(env, "OPENROUTER_FREE_REQUESTS_PER_MINUTE", 20, 1, 100_000),
-        free_requests_per_day=_int(env, "OPENROUTER_FREE_REQUESTS_PER_DAY", 50, 1, 10_000_000),
+        free_requests_per_minute=env_int(
+            env, "OPENROUTER_FREE_REQUESTS_PER_MINUTE", 20, 1, 100_000
+        ),
+        free_requests_per_day=env_int(env, "OPENROUTER_FREE_REQUESTS_PER_DAY", 50, 1, 10_000_000),
     )
 
 
@@ -225,7 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not schema.replace("_", "").isalnum() or schema[0].isdigit() or len(schema) > 63:
         raise ConfigError("DB_SCHEMA", f"must be a plain SQL identifier, got {schema!r}")
     language = _choice(env, "CHATCORE_LANGUAGE", "id", LANGUAGES)
-    budget = _int(env, "MAX_CONVERSATION_HISTORY_TOKENS", 6000, 1, 2_000_000)
+    budget = env_int(env, "MAX_CONVERSATION_HISTORY_TOKENS", 6000, 1, 2_000_000)
     floor = minimum_budget(language)
     if budget < floor:
         raise ConfigError(
@@ -233,14 +245,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     chat = ChatSettings(
         language=language,
-        max_message_length=_int(env, "MAX_MESSAGE_LENGTH", 10_000, 1, 200_000),
+        max_message_length=env_int(env, "MAX_MESSAGE_LENGTH", 10_000, 1, 200_000),
         history_token_budget=budget,
-        max_tokens=_int(env, "MAX_TOKENS", 1000, 1, 200_000),
-        temperature=_float(env, "TEMPERATURE", 0.3, 0.0, 2.0),
+        max_tokens=env_int(env, "MAX_TOKENS", 1000, 1, 200_000),
+        temperature=env_float(env, "TEMPERATURE", 0.3, 0.0, 2.0),
     )
     rates = RatePolicy(
-        messages_per_minute=_int(env, "FREE_MODEL_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
-        conversations_per_day=_int(env, "RATE_LIMIT_CONVERSATIONS_PER_DAY", 100, 1, 1_000_000),
+        messages_per_minute=env_int(env, "FREE_MODEL_RATE_LIMIT_PER_MINUTE", 20, 1, 1_000_000),
+        conversations_per_day=env_int(env, "RATE_LIMIT_CONVERSATIONS_PER_DAY", 100, 1, 1_000_000),
     )
     database_url = _database_url(env)
     if database_url is None:
@@ -259,7 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("JWT_SECRET", "must be at least 16 characters")
     return Settings(
         host=_text(env, "HOST") or "127.0.0.1",
-        port=_int(env, "PORT", 8000, 0, 65535),
+        port=env_int(env, "PORT", 8000, 0, 65535),
         database_url=database_url,
         db_schema=schema,
         data_dir=Path(_text(env, "CHATCORE_DATA_DIR") or ".chatcore"),
@@ -276,8 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         internal_service_key=_text(env, "INTERNAL_SERVICE_KEY"),
         notification_service_url=_url(env, "NOTIFICATION_SERVICE_URL", ("http", "https")),
         notifications_exchange=_text(env, "NOTIFICATIONS_EXCHANGE") or "chatcore.notifications",
-        ws_auth_timeout=_float(env, "WS_AUTH_TIMEOUT", 10.0, 0.1, 300.0),
-        ws_ping_interval=_float(env, "WS_PING_INTERVAL", 25.0, 0.0, 3600.0),
+        ws_auth_timeout=env_float(env, "WS_AUTH_TIMEOUT", 10.0, 0.1, 300.0),
+        ws_ping_interval=env_float(env, "WS_PING_INTERVAL", 25.0, 0.0, 3600.0),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         log_format=_choice(env, "LOG_FORMAT", "", ("json", "console")) or None,
         chat=chat,
