@@ -19,7 +19,7 @@ from uuid import UUID
 
 import msgspec
 
-from adapters.memory import InMemoryAssessmentSource
+from adapters.memory import InMemoryAssessmentSource, InMemoryIntegrationPublisher
 from adapters.offline import OfflineChatModel
 from chatcore.assessment import AnalysisEvent, ArchiveResult, decode_analysis_event
 from chatcore.domain import Conversation
@@ -96,6 +96,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         "source": InMemoryAssessmentSource({result.id: result}),
         "notifier": _PrintingNotifier(out),
         "hub": None,
+        # One process: what would go to the broker stays in it.
+        "publisher": InMemoryIntegrationPublisher(),
     }
     if settings.openrouter_api_key is None:
         # The offline advisor, slowed a little so that the answer visibly streams.
