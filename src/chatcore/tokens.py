@@ -16,6 +16,8 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 def estimate_tokens(text: str) -> int:
     """Estimated tokens of ``text``: ceil(ascii/4) plus one per wide non-ASCII character."""
+    if text.isascii():  # the common case, without a Python-level loop over characters
+        return (len(text) + 3) // 4
     wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
     narrow = len(text) - wide
     return (narrow + 3) // 4 + wide

@@ -21,8 +21,11 @@ def provide_container(state: State) -> Container:
     return container
 
 
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: runs before the body is read, so an anonymous caller learns nothing else."""
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: runs before the body is read, so an anonymous caller learns nothing else.
+
+    Async on purpose: Litestar runs a sync guard in a worker thread.
+    """
     container: Container = connection.app.state.container
     headers = connection.headers
     connection.scope["state"]["principal"] = container.authenticator.authenticate(
