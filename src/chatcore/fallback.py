@@ -54,6 +54,7 @@ __all__ = [
     "ModelChain",
     "ModelGateway",
     "ModelHealth",
+    "ModelStarted",
     "NoModelAnsweredError",
     "SpendLedger",
     "StreamInterruptedError",
@@ -190,6 +191,13 @@ class GatewayReply:
     @property
     def fell_back(self) -> bool:
         return any(a.outcome != "answered" for a in self.attempts)
+
+
+@dataclass(slots=True, frozen=True)
+class ModelStarted:
+    """In a stream, just before the first delta of the model that answers."""
+
+    model: str
 
 
 class NoModelAnsweredError(Exception):
@@ -376,8 +384,8 @@ class ModelGateway:
 
     async def stream(
         self, request: ChatRequest, *, models: Sequence[str] | None = None
-    ) -> AsyncGenerator[StreamDelta | GatewayReply, None]:
-        """Deltas, then one :class:`GatewayReply`.
+    ) -> AsyncGenerator[ModelStarted | StreamDelta | GatewayReply, None]:
+        """:class:`ModelStarted`, deltas, then one :class:`GatewayReply`.
 
         Falls back only until the first delta was yielded.
 
@@ -403,6 +411,7 @@ class ModelGateway:
                         elif event.text:
                             if first_token_ms is None:
                                 first_token_ms = round((time.perf_counter() - started) * 1000)
+                                yield ModelStarted(model)
                             yield event
                     if first_token_ms is None or end is None:
                         raise ModelError(FailureKind.EMPTY_REPLY, "empty stream", model=model)

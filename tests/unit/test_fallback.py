@@ -16,6 +16,7 @@ from chatcore.fallback import (
     GatewayReply,
     ModelChain,
     ModelGateway,
+    ModelStarted,
     NoModelAnsweredError,
     StreamInterruptedError,
 )
@@ -277,6 +278,8 @@ async def test_only_the_asked_models_are_tried() -> None:
 async def _collect(gw: ModelGateway, request: ChatRequest) -> tuple[str, GatewayReply]:
     text, end = [], None
     async for event in gw.stream(request):
+        if isinstance(event, ModelStarted):
+            continue
         if isinstance(event, StreamDelta):
             text.append(event.text)
         else:
@@ -309,14 +312,20 @@ async def test_stream_error_after_the_first_token_does_not_fall_back() -> None:
     gw, _, _ = gateway(model)
     seen: list[str] = []
 
+    started: list[str] = []
+
     async def consume() -> None:
         async for event in gw.stream(REQUEST):
+            if isinstance(event, ModelStarted):
+                started.append(event.model)
+                continue
             assert isinstance(event, StreamDelta)
             seen.append(event.text)
 
     with pytest.raises(StreamInterruptedError) as caught:
         await consume()
     assert seen == ["w0 ", "w1 ", "w2 "]
+    assert started == [A]
     assert caught.value.error.kind is FailureKind.UNAVAILABLE
     assert [c.model for c in model.calls] == [A]
 
@@ -325,6 +334,7 @@ async def test_closing_the_stream_closes_the_upstream_at_once() -> None:
     model = ScriptedModel({A: ["one two three four five"]})
     gw, _, _ = gateway(model)
     stream = gw.stream(REQUEST)
+    assert await anext(stream) == ModelStarted(A)
     assert isinstance(await anext(stream), StreamDelta)
     await stream.aclose()
     assert model.closed_streams == 1

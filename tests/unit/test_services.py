@@ -19,12 +19,15 @@ from chatcore.errors import (
     ValidationError,
 )
 from chatcore.events import AnswerFailed, AnswerProduced, ConversationCreated, UserMessageStored
+from chatcore.fallback import ModelChain
 from chatcore.limits import RatePolicy
+from chatcore.models import FailureKind, ModelError
 from chatcore.pagination import PageRequest, decode_cursor
 from chatcore.ports import ConversationFilter
 from chatcore.services import ChatSettings, CreateConversation, UpdateConversation
+from chatcore.services.messages import StreamFailed
 from chatcore.testing import InMemorySystem, in_memory_system
-from tests.unit.models import FailingModel, RecordingModel
+from tests.unit.models import FailingModel, RecordingModel, ScriptedModel
 
 ALICE = UUID("5f0c3b1e-7d2a-4c61-9a7e-2b8f4d6c1a90")
 BOB = UUID("0b0b0b0b-0000-4000-8000-000000000000")
@@ -257,3 +260,30 @@ async def test_message_pagination_and_get_with_messages() -> None:
     _, latest = await s.conversations.get(ALICE, conv.id, message_limit=3)
     assert [m.content for m in latest] == ["answer 4", "q4", "answer 5"]
     assert all(m.status is MessageStatus.COMPLETE for m in latest)
+
+
+async def test_answers_cut_short_still_reach_the_usage_ledger() -> None:
+    model = "m/paid"
+    broken = ("partial", 3, ModelError(FailureKind.UNAVAILABLE, "gone", model=model))
+    scripted = ScriptedModel({model: [broken, "one two three four five six"]})
+    clock = FakeClock()
+    s = system(model=scripted, chain=ModelChain(primary=model, free_only=False), clock=clock)
+    conv = await s.conversations.create(ALICE, CreateConversation())
+
+    updates = [u async for u in await s.messages.stream(ALICE, conv.id, "first")]
+    assert isinstance(updates[-1], StreamFailed)
+    clock.advance(60)  # past the model's cool-down
+    stream = await s.messages.stream(ALICE, conv.id, "second")
+    await anext(stream)  # user_message
+    await anext(stream)  # the first piece
+    await stream.aclose()  # the client went away
+
+    records = sorted(s.store.usage.values(), key=lambda r: r.created_at)
+    assert [r.model_used for r in records] == [model, model]
+    assert all(r.metadata == {"estimated": True} for r in records)
+    assert records[0].usage.completion_tokens > 0
+    assert not records[0].usage.is_free_model
+    statuses = {
+        m.status.value for m in s.store.messages.values() if m.sender_type.value == "assistant"
+    }
+    assert statuses == {"failed", "cancelled"}

@@ -20,8 +20,10 @@ from chatcore.events import AnswerFailed, AnswerProduced, UserMessageStored
 from chatcore.fallback import (
     GatewayReply,
     ModelGateway,
+    ModelStarted,
     NoModelAnsweredError,
     StreamInterruptedError,
+    is_free_model,
 )
 from chatcore.limits import RateLimits
 from chatcore.models import ChatRequest, StreamDelta
@@ -29,6 +31,7 @@ from chatcore.pagination import PageRequest, encode_cursor
 from chatcore.ports import Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
 from chatcore.prompts import LANGUAGES
 from chatcore.services.common import ChatSettings, Page, load_conversation
+from chatcore.tokens import estimate_tokens
 
 __all__ = [
     "MessagePage",
@@ -451,12 +454,16 @@ class MessageService:
     ) -> AsyncGenerator[StreamUpdate, None]:
         pieces: list[str] = []
         finished = False
+        model: str | None = None
         answer = self._gateway.stream(turn.request)
         try:
             yield StreamStarted(turn.user_message)  # the priming step, taken by stream()
             yield StreamStarted(turn.user_message)
             started = time.perf_counter()
             async for event in answer:
+                if isinstance(event, ModelStarted):
+                    model = event.model
+                    continue
                 if isinstance(event, StreamDelta):
                     pieces.append(event.text)
                     yield StreamText(event.text)
@@ -494,6 +501,7 @@ class MessageService:
                 MessageStatus.FAILED,
                 "".join(pieces),
                 {"model": exc.error.model, "error": exc.error.kind.value},
+                self._partial_usage(turn, pending, exc.error.model, pieces),
             )
             finished = True
             yield StreamFailed(
@@ -510,18 +518,54 @@ class MessageService:
                 # The consumer went away (client disconnected): keep what was generated.
                 await asyncio.shield(
                     self._close_pending(
-                        pending, MessageStatus.CANCELLED, "".join(pieces), {"cancelled": True}
+                        pending,
+                        MessageStatus.CANCELLED,
+                        "".join(pieces),
+                        {"cancelled": True, **({"model": model} if model else {})},
+                        self._partial_usage(turn, pending, model, pieces),
                     )
                 )
 
+    def _partial_usage(
+        self, turn: _Turn, pending: Message, model: str | None, pieces: list[str]
+    ) -> UsageRecord | None:
+        """The ledger row of an answer cut short after its first token: the model did
+        work (and may bill it), so it is recorded, with estimated token counts (the
+        upstream's usage comes only at the end) and no cost."""
+        if model is None or not pieces:
+            return None
+        return UsageRecord(
+            id=new_id(self._clock.now()),
+            user_id=pending.user_id,
+            conversation_id=pending.conversation_id,
+            message_id=pending.id,
+            model_used=model,
+            usage=Usage(
+                prompt_tokens=turn.context.estimated_tokens,
+                completion_tokens=estimate_tokens("".join(pieces)),
+                cost=0.0,
+                is_free_model=is_free_model(model),
+            ),
+            processing_time_ms=0,
+            created_at=self._clock.now(),
+            metadata={"estimated": True},
+        )
+
     async def _close_pending(
-        self, pending: Message, status: MessageStatus, content: str, metadata: dict[str, Any]
+        self,
+        pending: Message,
+        status: MessageStatus,
+        content: str,
+        metadata: dict[str, Any],
+        usage: UsageRecord | None = None,
     ) -> None:
         pending.status = status
         pending.content = content
         pending.metadata = {**pending.metadata, "finish_reason": status.value, **metadata}
         async with self._uow(pending.user_id) as uow:
             await uow.messages.save(pending)
+            if usage is not None:
+                await uow.usage.add(usage)
             await uow.commit()
 
     async def regenerate(
