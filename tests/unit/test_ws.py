@@ -415,3 +415,25 @@ async def test_http_forward_never_raises() -> None:
     await notifier.notify(uuid.uuid4(), "chatbot_ready", {})
     await notifier.stop()
     await client.aclose()
+
+
+async def test_the_heartbeat_sweep_pings_every_idle_socket_in_batches() -> None:
+    class Sock:
+        def __init__(self) -> None:
+            self.frames: list[str] = []
+
+        async def send_text(self, data: str) -> None:
+            self.frames.append(data)
+
+        async def close(self, code: int = 1000, reason: str | None = None) -> None:
+            return None
+
+    hub = ConnectionHub(ping_interval=1.0)
+    sockets = [Sock() for _ in range(600)]
+    for sock in sockets:
+        hub.register(uuid.uuid4(), sock)  # type: ignore[arg-type]
+    sent = await hub._sweep(batch=100)
+    await asyncio.sleep(0.05)
+    assert sent == 600
+    assert all(len(s.frames) == 1 and '"ping"' in s.frames[0] for s in sockets)
+    await hub.aclose()
