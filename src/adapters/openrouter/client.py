@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
 import httpx
@@ -221,9 +222,10 @@ class OpenRouterChatModel:
 
     __slots__ = (
         "_chat_url",
-        "_client",
+        "_clients",
         "_default_model",
         "_headers",
+        "_next",
         "_stream_headers",
         "_timeout",
         "_timeout_s",
@@ -232,7 +234,7 @@ class OpenRouterChatModel:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | Sequence[httpx.AsyncClient],
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         referer: str | None = None,
@@ -244,7 +246,13 @@ class OpenRouterChatModel:
             raise ValueError("api_key must not be empty")
         if timeout_ms <= 0:
             raise ValueError("timeout_ms must be positive")
-        self._client = client
+        # Several small pools instead of one large one: httpx's pool scans every
+        # connection for every queued request, so its cost grows with the square of the
+        # streams in flight; calls are spread round-robin over the clients.
+        self._clients = (client,) if isinstance(client, httpx.AsyncClient) else tuple(client)
+        if not self._clients:
+            raise ValueError("at least one client is needed")
+        self._next = itertools.cycle(self._clients)
         self._chat_url = base_url.rstrip("/") + "/chat/completions"
         self._default_model = default_model
         self._timeout_s = timeout_ms / 1000
@@ -296,7 +304,7 @@ class OpenRouterChatModel:
         body = self._body(request, model, stream=False)
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._client.post(
+                response = await next(self._next).post(
                     self._chat_url, content=body, headers=self._headers, timeout=self._timeout
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
@@ -346,7 +354,7 @@ class OpenRouterChatModel:
         state = _StreamState(model)
         whole: ChatReply | None = None
         try:
-            async with self._client.stream(
+            async with next(self._next).stream(
                 "POST",
                 self._chat_url,
                 content=body,
