@@ -148,6 +148,8 @@ async def run_consumer(
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
+        # Signal handlers cannot be installed off the main thread or on some platforms;
+        # then ``stop`` is the only way to end the consumer.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
             installed.append(signum)
