@@ -8,19 +8,33 @@ come close to one token per character, so those characters count fully.
 
 from __future__ import annotations
 
+import functools
+import re
+
 __all__ = ["MESSAGE_OVERHEAD_TOKENS", "estimate_message_tokens", "estimate_tokens"]
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Tokens a chat message costs besides its text (role markers, separators)."""
 
 
+# Runs of wide characters: CJK radicals (U+2E80) and everything above.
+_WIDE_RUNS = re.compile("[\u2e80-\U0010ffff]+")
+
+
 def estimate_tokens(text: str) -> int:
-    """Estimated tokens of ``text``: ceil(ascii/4) plus one per wide non-ASCII character."""
+    """Estimated tokens of ``text``: ceil(narrow/4) plus one per wide character (>= U+2E80)."""
     if text.isascii():  # the common case, without a Python-level loop over characters
         return (len(text) + 3) // 4
-    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)
-    narrow = len(text) - wide
-    return (narrow + 3) // 4 + wide
+    return _estimate_non_ascii(text)
+
+
+# A conversation's history is estimated again on every turn, and an answer with one
+# non-ASCII character (a dash, an accent) takes the slow path; remembering recent
+# texts makes the next turn a dictionary lookup. Bounded, so memory stays small.
+@functools.lru_cache(maxsize=4096)
+def _estimate_non_ascii(text: str) -> int:
+    wide = sum(map(len, _WIDE_RUNS.findall(text)))
+    return (len(text) - wide + 3) // 4 + wide
 
 
 def estimate_message_tokens(text: str) -> int:
