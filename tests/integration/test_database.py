@@ -113,3 +113,25 @@ async def test_embedded_server_starts_and_is_reused() -> None:
     finally:
         stop_embedded(directory / "data")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_json_columns_round_trip_any_json_the_database_keeps(pg_engine: AsyncEngine) -> None:
+    from sqlalchemy import bindparam  # noqa: PLC0415
+    from sqlalchemy.dialects.postgresql import JSONB  # noqa: PLC0415
+
+    value = {"big": 123456789012345678901234567890, "text": "Investigative–Artistic 職業 😀"}
+    async with pg_engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT :v AS v,"
+                    " CAST('{\"huge\": 1' || repeat('0', 400) || '.5}' AS jsonb) AS huge"
+                )
+                .bindparams(bindparam("v", type_=JSONB))
+                .columns(v=JSONB, huge=JSONB),
+                {"v": value},
+            )
+        ).one()
+    assert row.v == value
+    # Beyond a double's range (jsonb keeps any numeric): read, as infinity, not an error.
+    assert row.huge == {"huge": float("inf")}
