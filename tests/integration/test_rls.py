@@ -8,6 +8,7 @@ owns the tables.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -359,6 +360,74 @@ async def test_unit_of_work_runs_as_the_service_role_for_one_transaction(
     assert reused_pid == pid  # the pool handed back the connection the unit of work used
     assert current == session
     assert setting in ("", None)
+
+
+_IN_POOL_PROBE = text(
+    "SELECT current_user, session_user, current_setting('app.current_user_id', true)"
+)
+
+
+async def _checked_out_clean(engine: AsyncEngine) -> None:
+    """The pooled connection is outside any transaction and carries no role or user."""
+    async with asyncio.timeout(10), engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.driver_connection is not None
+        assert not raw.driver_connection.is_in_transaction()
+        current, session, setting = (await conn.execute(_IN_POOL_PROBE)).one()
+    assert current == session  # the service's role is gone with the rollback
+    assert setting in ("", None)
+
+
+async def _one_connection_engine(pg_url: str) -> AsyncEngine:
+    # One pooled connection, so the next checkout is the one the unit of work used.
+    from adapters.postgres import create_engine  # noqa: PLC0415
+
+    return create_engine(pg_url, SCHEMA, pool_size=1)
+
+
+async def test_a_unit_of_work_left_by_an_error_returns_its_connection_clean(
+    pg_url: str,
+) -> None:
+    engine = await _one_connection_engine(pg_url)
+    try:
+        factory = PostgresUnitOfWorkFactory(engine)
+
+        async def failing_use_case() -> None:
+            async with factory(uuid.uuid4()) as uow:
+                conn = await uow.connection()
+                await conn.execute(text("SELECT 1"))
+                raise LookupError("the use case failed")
+
+        with pytest.raises(LookupError):
+            await failing_use_case()
+        await _checked_out_clean(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_unit_of_work_cancelled_mid_statement_never_pools_a_transaction(
+    pg_url: str,
+) -> None:
+    engine = await _one_connection_engine(pg_url)
+    try:
+        factory = PostgresUnitOfWorkFactory(engine)
+        started = asyncio.Event()
+
+        async def slow() -> None:
+            async with factory(uuid.uuid4()) as uow:
+                conn = await uow.connection()
+                started.set()
+                await conn.execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(slow())
+        await started.wait()
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _checked_out_clean(engine)
+    finally:
+        await engine.dispose()
 
 
 # --- one conversation per result: the unique index spans users ------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from uuid import UUID
 
 from sqlalchemy import text
@@ -19,23 +19,43 @@ from adapters.postgres.tables import APP_ROLE, USER_SETTING
 
 __all__ = ["PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
 
-# Both settings in one round trip, both transaction-local (is_local = true): they end
-# with the transaction, so a pooled connection never carries one user's identity into
-# another's request. set_config('role', ...) is what SET LOCAL ROLE does: current_user
-# becomes the unprivileged role, to which row-level security applies even when the login
-# role is a superuser or owns the tables.
-_SCOPE = text(
-    f"SELECT set_config('role', '{APP_ROLE}', true), set_config('{USER_SETTING}', :user_id, true)"
-)
+# A statement that touches the connection, run through SQLAlchemy after the driver
+# failed: if the connection is dead, SQLAlchemy invalidates it and every pooled
+# connection older than it (the database restarted), and says so.
+_PROBE = text("SELECT 1")
+
+
+def _begin_scoped(user_id: UUID) -> str:
+    """BEGIN and the scope as one simple-protocol round trip.
+
+    Both settings are transaction-local (``is_local = true``): they end with the
+    transaction, so a pooled connection never carries one user's identity into another's
+    request. ``set_config('role', ...)`` is what ``SET LOCAL ROLE`` does: current_user
+    becomes the unprivileged role, to which row-level security applies even when the
+    login role is a superuser or owns the tables. The simple protocol takes no
+    parameters, so the user id is written into the text: ``str(UUID)`` is only hex
+    digits and dashes, and the role and setting names are our own constants.
+    """
+    return (
+        f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true), "
+        f"set_config('{USER_SETTING}', '{UUID(str(user_id))}', true)"
+    )
 
 
 class PostgresUnitOfWork:
     """One transaction for one user; implements ``chatcore.ports.UnitOfWork``.
 
     On enter it takes a pooled connection, begins a transaction and switches to the
-    service's role and user. It rolls back on exit unless :meth:`commit` was called,
-    and always returns the connection to the pool. After a commit, the next statement
-    opens a new transaction with the same scope (never an unscoped one).
+    service's role and user, in one round trip. It rolls back on exit unless
+    :meth:`commit` was called, and always returns the connection to the pool. After a
+    commit, the next statement opens a new transaction with the same scope (never an
+    unscoped one).
+
+    The transaction is the unit of work's own, sent to the driver (``BEGIN`` together
+    with the scope, ``COMMIT``, ``ROLLBACK``); SQLAlchemy runs the statements in its
+    autocommit mode, so it never begins one of its own. A connection is only given back
+    to the pool outside any transaction: if the driver still reports one after the
+    rollback (or the rollback failed), the connection is discarded.
 
     Attributes:
         user_id: the user every statement acts for.
@@ -48,15 +68,15 @@ class PostgresUnitOfWork:
         self.user_id = user_id
         self._engine = engine
         self._connection: AsyncConnection | None = None
+        self._driver: Any = None
         self._scoped = False
         self._entered = False
         self.conversations = PostgresConversationRepository(self)
         self.messages = PostgresMessageRepository(self)
         self.usage = PostgresUsageRepository(self)
 
-    async def _begin(self, connection: AsyncConnection) -> None:
-        await connection.begin()
-        await connection.execute(_SCOPE, {"user_id": str(self.user_id)})
+    async def _begin(self) -> None:
+        await self._driver.execute(_begin_scoped(self.user_id))
         self._scoped = True
 
     async def connection(self) -> AsyncConnection:
@@ -65,9 +85,9 @@ class PostgresUnitOfWork:
         if connection is None:
             raise RuntimeError("the unit of work is not open; use 'async with'")
         if not self._scoped:
-            # Without this, SQLAlchemy would autobegin a transaction as the login role,
-            # outside row-level security.
-            await self._begin(connection)
+            # Without this, the statement would run outside any transaction, as the
+            # login role, outside row-level security.
+            await self._begin()
         return connection
 
     async def __aenter__(self) -> Self:
@@ -75,24 +95,34 @@ class PostgresUnitOfWork:
             raise RuntimeError("a unit of work is used once")
         self._entered = True
         try:
-            self._connection = await self._open()
+            await self._open()
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
             # A pooled connection died while idle (the database restarted). SQLAlchemy
             # has now invalidated every connection older than this moment, so one more
             # try gets a fresh one — cheaper than pinging before every checkout.
-            self._connection = await self._open()
+            await self._open()
         return self
 
-    async def _open(self) -> AsyncConnection:
+    async def _open(self) -> None:
         connection = await self._engine.connect()
         try:
-            await self._begin(connection)
+            raw = await connection.get_raw_connection()
+            self._driver = raw.driver_connection
+            self._connection = connection
+            try:
+                await self._begin()
+            except Exception:
+                self._connection = None
+                # Let SQLAlchemy see the connection: a dead one raises DBAPIError with
+                # connection_invalidated (and the pool is renewed); a live one means
+                # the failure was something else, which is re-raised.
+                await connection.execute(_PROBE)
+                raise
         except BaseException:
             await connection.close()
             raise
-        return connection
 
     async def __aexit__(
         self,
@@ -101,28 +131,31 @@ class PostgresUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         connection, self._connection = self._connection, None
+        driver, self._driver = self._driver, None
         self._scoped = False
         if connection is None:
             return
         try:
-            if connection.in_transaction():
-                await connection.rollback()
-        except Exception:
-            # A failed rollback (say, the server went away) must not hide the error
-            # that made us leave; the pool discards a broken connection anyway.
+            if driver.is_in_transaction():
+                await driver.execute("ROLLBACK")
+        except BaseException:
+            # A failed (or cancelled) rollback must not hide the error that made us
+            # leave; the connection is discarded rather than pooled mid-transaction.
+            await connection.invalidate()
             if exc is None:
                 raise
         finally:
+            if not connection.invalidated and driver.is_in_transaction():
+                await connection.invalidate()
             await connection.close()
 
     async def commit(self) -> None:
         """Commit the transaction; later statements run in a new, equally scoped one."""
-        connection = self._connection
-        if connection is None:
+        if self._connection is None:
             raise RuntimeError("the unit of work is not open; use 'async with'")
         if self._scoped:
             self._scoped = False
-            await connection.commit()
+            await self._driver.execute("COMMIT")
 
 
 class PostgresUnitOfWorkFactory:
@@ -130,6 +163,9 @@ class PostgresUnitOfWorkFactory:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # The same pool; SQLAlchemy in autocommit mode leaves the transaction to the
+        # unit of work (see PostgresUnitOfWork).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __call__(self, user_id: UUID) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self.engine, user_id)
+        return PostgresUnitOfWork(self._autocommit, user_id)
