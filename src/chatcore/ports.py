@@ -94,6 +94,21 @@ class MessageRepository(Protocol):
         """Insert a new message."""
         ...
 
+    async def append(self, *messages: Message) -> None:
+        """Insert new messages of one conversation and, in the same write, move the
+        conversation's ``updated_at`` up to the newest message's ``created_at`` (never
+        back); nothing else of the conversation is written.
+
+        Raises:
+            ValueError: the messages belong to different conversations.
+        """
+        ...
+
+    async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
+        """Insert (``insert``) or write back an answer, and append its usage record, in
+        one write."""
+        ...
+
     async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
         """The message if it belongs to that conversation (and to the user)."""
         ...

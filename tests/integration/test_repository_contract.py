@@ -258,6 +258,109 @@ async def test_usage_add_and_for_messages(uow_factory: UnitOfWorkFactory) -> Non
         assert await uow.usage.for_messages([a.id for a in answers]) == {}
 
 
+async def test_append_inserts_the_messages_and_moves_only_updated_at_up(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user, metadata={"pinned": True})
+    await store(uow_factory, user, conversation)
+    later = T0 + timedelta(minutes=5)
+    question = make_message(conversation, later)
+    answer = make_message(
+        conversation,
+        later + timedelta(seconds=1),
+        sender_type=SenderType.ASSISTANT,
+        content="",
+        parent_message_id=question.id,
+        status=MessageStatus.STREAMING,
+    )
+    async with uow_factory(user) as uow:
+        await uow.messages.append(question, answer)
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        assert await uow.messages.recent(conversation.id, 10) == [answer, question]
+        stored = await uow.conversations.get(conversation.id)
+    assert stored is not None
+    assert stored.updated_at == answer.created_at
+    assert (stored.title, stored.metadata) == (conversation.title, conversation.metadata)
+
+    # Never back: an older message leaves updated_at where it is.
+    older = make_message(conversation, T0 + timedelta(minutes=1))
+    async with uow_factory(user) as uow:
+        await uow.messages.append(older)
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        again = await uow.conversations.get(conversation.id)
+    assert again is not None
+    assert again.updated_at == answer.created_at
+
+    async with uow_factory(user) as uow:
+        await uow.messages.append()  # nothing to do
+        other = make_conversation(user)
+        with pytest.raises(ValueError, match="one conversation"):
+            await uow.messages.append(question, make_message(other, later))
+
+
+async def test_append_without_commit_leaves_nothing(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    await store(uow_factory, user, conversation)
+    async with uow_factory(user) as uow:
+        await uow.messages.append(make_message(conversation, T0 + timedelta(hours=1)))
+    async with uow_factory(user) as uow:
+        assert await uow.messages.recent(conversation.id, 10) == []
+        assert await uow.conversations.get(conversation.id) == conversation
+
+
+@pytest.mark.parametrize("insert", [True, False])
+async def test_store_answer_writes_the_answer_and_its_usage_together(
+    uow_factory: UnitOfWorkFactory, insert: bool
+) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    answer = make_message(
+        conversation,
+        T0 + timedelta(seconds=1),
+        sender_type=SenderType.ASSISTANT,
+        content="" if not insert else "Try data science.",
+        status=MessageStatus.STREAMING if not insert else MessageStatus.COMPLETE,
+    )
+    if insert:
+        await store(uow_factory, user, conversation)
+    else:
+        await store(uow_factory, user, conversation, answer)
+        answer.content = "Try data science."
+        answer.status = MessageStatus.COMPLETE
+        answer.metadata = {"model": "m:free"}
+    record = UsageRecord(
+        id=new_id(T0),
+        user_id=user,
+        conversation_id=conversation.id,
+        message_id=answer.id,
+        model_used="m:free",
+        usage=Usage(prompt_tokens=120, completion_tokens=30, cost=0.0, is_free_model=True),
+        processing_time_ms=42,
+        created_at=T0 + timedelta(seconds=2),
+        time_to_first_token_ms=7,
+        attempts=("m:free answered",),
+    )
+    async with uow_factory(user) as uow:
+        await uow.messages.store_answer(answer, record, insert=insert)
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        assert await uow.messages.get(conversation.id, answer.id) == answer
+        assert await uow.usage.for_messages([answer.id]) == {answer.id: record}
+
+    # Another user's answer: neither the message nor the usage row is written.
+    async with uow_factory(uuid.uuid4()) as uow:
+        with pytest.raises(PermissionError):
+            await uow.messages.store_answer(
+                make_message(conversation, T0, sender_type=SenderType.ASSISTANT),
+                record,
+                insert=True,
+            )
+
+
 # --- transactions and isolation ------------------------------------------------------
 
 

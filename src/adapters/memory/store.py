@@ -218,6 +218,26 @@ class InMemoryMessageRepository:
             raise ValueError(f"message {message.id} exists")
         self._uow.staged_messages[message.id] = copy.deepcopy(message)
 
+    async def append(self, *new: Message) -> None:
+        if not new:
+            return
+        conversation_id = new[0].conversation_id
+        if any(m.conversation_id != conversation_id for m in new):
+            raise ValueError("append takes messages of one conversation")
+        for message in new:
+            await self.add(message)
+        conversation = await self._uow.conversations.get(conversation_id)
+        if conversation is not None:
+            conversation.touch(max(m.created_at for m in new))
+            self._uow.staged_conversations[conversation_id] = conversation
+
+    async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
+        if insert:
+            await self.add(message)
+        else:
+            await self.save(message)
+        await self._uow.usage.add(usage)
+
     def _visible(self, message_id: UUID) -> Message | None:
         found = self._uow.staged_messages.get(message_id) or self._uow.store.messages.get(
             message_id

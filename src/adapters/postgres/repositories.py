@@ -313,6 +313,57 @@ _SAVE_MESSAGE = (
         metadata=bindparam("p_metadata", type_=_m.metadata.type),
     )
 )
+_MESSAGE_FIELDS = (
+    "id",
+    "conversation_id",
+    "user_id",
+    "sender_type",
+    "content",
+    "parent_message_id",
+    "status",
+    "metadata",
+    "created_at",
+)
+
+
+def _message_values(prefix: str) -> dict[str, Any]:
+    """Bind parameters for one message row, named ``<prefix><column>``."""
+    return {name: bindparam(f"{prefix}{name}", type_=_m[name].type) for name in _MESSAGE_FIELDS}
+
+
+def _message_params(message: Message, prefix: str) -> dict[str, Any]:
+    return {
+        f"{prefix}id": message.id,
+        f"{prefix}conversation_id": message.conversation_id,
+        f"{prefix}user_id": message.user_id,
+        f"{prefix}sender_type": message.sender_type.value,
+        f"{prefix}content": message.content,
+        f"{prefix}parent_message_id": message.parent_message_id,
+        f"{prefix}status": message.status.value,
+        f"{prefix}metadata": message.metadata,
+        f"{prefix}created_at": message.created_at,
+    }
+
+
+@functools.cache
+def _append_messages(count: int) -> Executable:
+    """Insert ``count`` messages and move their conversation's ``updated_at`` up, in one
+    statement (a data-modifying CTE): one round trip per turn instead of two."""
+    touched = (
+        update(conversations)
+        .where(_c.id == bindparam("t_conversation_id", type_=_c.id.type))
+        .values(
+            updated_at=func.greatest(
+                _c.updated_at, bindparam("t_updated_at", type_=_c.updated_at.type)
+            )
+        )
+        .cte("touched")
+    )
+    return (
+        insert(messages).values([_message_values(f"m{i}_") for i in range(count)]).add_cte(touched)
+    )
+
+
 _MESSAGE_ORDER = (_m.created_at, _m.id)
 _LIST_MESSAGES = (
     select(*_MESSAGE_COLUMNS)
@@ -340,6 +391,15 @@ _RECENT_MESSAGES = (
     .order_by(_m.created_at.desc(), _m.id.desc())
     .limit(bindparam("limit"))
 )
+
+
+def _save_message_params(message: Message) -> dict[str, Any]:
+    return {
+        "message_id": message.id,
+        "p_content": message.content,
+        "p_status": message.status.value,
+        "p_metadata": message.metadata,
+    }
 
 
 def _message(row: Sequence[Any]) -> Message:
@@ -380,6 +440,33 @@ class PostgresMessageRepository:
             },
         )
 
+    async def append(self, *new: Message) -> None:
+        """Insert new messages of one conversation and move its ``updated_at`` up to the
+        newest of them (never back), in one statement."""
+        if not new:
+            return
+        conversation_id = new[0].conversation_id
+        if any(m.conversation_id != conversation_id for m in new):
+            raise ValueError("append takes messages of one conversation")
+        params: dict[str, Any] = {
+            "t_conversation_id": conversation_id,
+            "t_updated_at": max(m.created_at for m in new),
+        }
+        for i, message in enumerate(new):
+            params.update(_message_params(message, f"m{i}_"))
+        await _execute(self._source, _append_messages(len(new)), params)
+
+    async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
+        """Insert (or write back) an answer and append its usage record, in one statement."""
+        params = _usage_params(usage)
+        if insert:
+            params.update(_message_params(message, "m0_"))
+            statement = _INSERT_ANSWER_WITH_USAGE
+        else:
+            params.update(_save_message_params(message))
+            statement = _SAVE_ANSWER_WITH_USAGE
+        await _execute(self._source, statement, params)
+
     async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
         result = await _execute(
             self._source,
@@ -390,16 +477,7 @@ class PostgresMessageRepository:
         return None if row is None else _message(row)
 
     async def save(self, message: Message) -> None:
-        await _execute(
-            self._source,
-            _SAVE_MESSAGE,
-            {
-                "message_id": message.id,
-                "p_content": message.content,
-                "p_status": message.status.value,
-                "p_metadata": message.metadata,
-            },
-        )
+        await _execute(self._source, _SAVE_MESSAGE, _save_message_params(message))
 
     async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
         if page.limit <= 0:
@@ -439,7 +517,6 @@ class PostgresMessageRepository:
 # --- usage -------------------------------------------------------------------------
 
 _u = usage_tracking.c
-_INSERT_USAGE = insert(usage_tracking)
 _USAGE_FOR_MESSAGES = (
     select(
         _u.id,
@@ -461,6 +538,65 @@ _USAGE_FOR_MESSAGES = (
     .where(_u.message_id == any_(bindparam("message_ids", type_=ARRAY(Uuid()))))
     # Oldest first: should a message have several records, the newest one wins.
     .order_by(_u.created_at, _u.id)
+)
+
+
+def _usage_params(record: UsageRecord) -> dict[str, Any]:
+    usage = record.usage
+    return {
+        "u_id": record.id,
+        "u_user_id": record.user_id,
+        "u_conversation_id": record.conversation_id,
+        "u_message_id": record.message_id,
+        "u_model_used": record.model_used,
+        "u_prompt_tokens": usage.prompt_tokens,
+        "u_completion_tokens": usage.completion_tokens,
+        "u_total_tokens": usage.total_tokens,
+        "u_cost_credits": usage.cost,
+        "u_is_free_model": usage.is_free_model,
+        "u_processing_time_ms": record.processing_time_ms,
+        "u_metadata": record.metadata,
+        "u_created_at": record.created_at,
+        "u_time_to_first_token_ms": record.time_to_first_token_ms,
+        "u_attempts": list(record.attempts),
+        "u_fallback_used": record.fell_back,
+    }
+
+
+# An answer and its usage record in one statement (a data-modifying CTE). The usage
+# row's foreign key to the message is checked at the end of the statement, when the
+# message row exists.
+# Named u_<column>: in a statement whose CTE writes messages, a parameter named like a
+# messages column would be taken as one more value for that CTE.
+_USAGE_VALUES = {
+    name: bindparam(f"u_{name}", type_=_u[name].type)
+    for name in (
+        "id",
+        "user_id",
+        "conversation_id",
+        "message_id",
+        "model_used",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cost_credits",
+        "is_free_model",
+        "processing_time_ms",
+        "metadata",
+        "created_at",
+        "time_to_first_token_ms",
+        "attempts",
+        "fallback_used",
+    )
+}
+_INSERT_USAGE = insert(usage_tracking).values(_USAGE_VALUES)
+_INSERT_ANSWER_WITH_USAGE = (
+    insert(usage_tracking)
+    .values(_USAGE_VALUES)
+    .add_cte(insert(messages).values(_message_values("m0_")).cte("answer"))
+)
+_SAVE_ANSWER_WITH_USAGE = (
+    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_SAVE_MESSAGE.cte("answer"))
 )
 
 
@@ -678,29 +814,7 @@ class PostgresUsageRepository:
         self._source = source
 
     async def add(self, record: UsageRecord) -> None:
-        usage = record.usage
-        await _execute(
-            self._source,
-            _INSERT_USAGE,
-            {
-                "id": record.id,
-                "user_id": record.user_id,
-                "conversation_id": record.conversation_id,
-                "message_id": record.message_id,
-                "model_used": record.model_used,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-                "cost_credits": usage.cost,
-                "is_free_model": usage.is_free_model,
-                "processing_time_ms": record.processing_time_ms,
-                "metadata": record.metadata,
-                "created_at": record.created_at,
-                "time_to_first_token_ms": record.time_to_first_token_ms,
-                "attempts": list(record.attempts),
-                "fallback_used": record.fell_back,
-            },
-        )
+        await _execute(self._source, _INSERT_USAGE, _usage_params(record))
 
     async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
         if not message_ids:

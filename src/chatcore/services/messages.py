@@ -256,7 +256,6 @@ class MessageService:
                 parent_message_id=parent_id,
                 created_at=now,
             )
-            await uow.messages.add(user_message)
             if placeholder:
                 later = self._clock.now()
                 pending = Message(
@@ -269,9 +268,10 @@ class MessageService:
                     status=MessageStatus.STREAMING,
                     created_at=later,
                 )
-                await uow.messages.add(pending)
+                await uow.messages.append(user_message, pending)
+            else:
+                await uow.messages.append(user_message)
             conversation.touch(now)
-            await uow.conversations.save(conversation)
             await uow.commit()
         await self._events.publish(
             UserMessageStored(
@@ -323,11 +323,7 @@ class MessageService:
     ) -> None:
         record = self._usage_record(message, answer, elapsed_ms, context)
         async with self._uow(message.user_id) as uow:
-            if insert:
-                await uow.messages.add(message)
-            else:
-                await uow.messages.save(message)
-            await uow.usage.add(record)
+            await uow.messages.store_answer(message, record, insert=insert)
             await uow.commit()
         usage = answer.reply.usage
         await self._events.publish(
@@ -563,9 +559,10 @@ class MessageService:
         pending.content = content
         pending.metadata = {**pending.metadata, "finish_reason": status.value, **metadata}
         async with self._uow(pending.user_id) as uow:
-            await uow.messages.save(pending)
-            if usage is not None:
-                await uow.usage.add(usage)
+            if usage is None:
+                await uow.messages.save(pending)
+            else:
+                await uow.messages.store_answer(pending, usage, insert=False)
             await uow.commit()
 
     async def regenerate(
