@@ -359,9 +359,13 @@ def _append_messages(count: int) -> Executable:
         )
         .cte("touched")
     )
-    return (
-        insert(messages).values([_message_values(f"m{i}_") for i in range(count)]).add_cte(touched)
-    )
+    # One single-row INSERT per message (all but the last as CTEs): SQLAlchemy caches
+    # the compiled form of single-row inserts, not of a multi-row VALUES list.
+    earlier = [
+        insert(messages).values(_message_values(f"m{i}_")).cte(f"m{i}") for i in range(count - 1)
+    ]
+    last = insert(messages).values(_message_values(f"m{count - 1}_"))
+    return last.add_cte(touched, *earlier)
 
 
 _MESSAGE_ORDER = (_m.created_at, _m.id)
