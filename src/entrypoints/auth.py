@@ -12,6 +12,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 _ALGORITHM = "HS256"
+VERIFIED_TOKENS_KEPT = 10_000
+"""How many verified tokens :class:`Authenticator` remembers (a few MB at most)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -53,7 +56,14 @@ class AuthError(Exception):
 
 
 class Authenticator:
-    """Turns request headers into a :class:`Principal` or an :class:`AuthError`."""
+    """Turns request headers into a :class:`Principal` or an :class:`AuthError`.
+
+    A client sends the same token with every request until it expires, so a token that
+    verified is remembered (the exact string, signature included) with its ``exp``: the
+    next request with it skips the signature and claim checks, but not the expiry,
+    which is checked against ``clock`` every time. Only tokens that verified are kept,
+    at most :data:`VERIFIED_TOKENS_KEPT`, the oldest forgotten first.
+    """
 
     def __init__(
         self,
@@ -62,11 +72,14 @@ class Authenticator:
         issuer: str,
         audience: str,
         internal_service_key: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
         self._service_key = internal_service_key.encode() if internal_service_key else None
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def authenticate(
         self,
@@ -87,6 +100,19 @@ class Authenticator:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if self._clock() < expires:
+                return principal
+            raise AuthError("TOKEN_EXPIRED", "the token has expired")
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]  # the oldest (insertion order)
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -108,11 +134,12 @@ class Authenticator:
         if user_id is None:
             raise AuthError("INVALID_TOKEN", "invalid token: the id claim must be a user UUID")
         email = claims.get("email")
-        return Principal(
+        principal = Principal(
             user_id=user_id,
             is_admin=claims.get("type") == "admin",
             email=email if isinstance(email, str) else None,
         )
+        return principal, float(claims["exp"])
 
     def _internal(
         self, flag: str | None, key: str | None, acting_user: str | None

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from entrypoints.auth import Authenticator
+from entrypoints.auth import Authenticator, AuthError
 from tests.unit.conftest import MakeApi
 from tests.unit.http_support import (
     ID_ROUTES,
@@ -343,3 +343,59 @@ def test_admin_and_email_claims_reach_the_principal(tmp_path: Path) -> None:
     assert principal.user_id == user_id
     assert principal.is_admin is True
     assert principal.email == "a@example.com"
+
+
+def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    now = [time.time()]
+    authenticator = Authenticator(
+        secret=SECRET,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        clock=lambda: now[0],
+    )
+    user_id = uuid.uuid4()
+    token = sign(claims_for(settings, user_id, exp=int(now[0]) + 60))
+    assert authenticator.verify(token).user_id == user_id
+    assert authenticator.verify(token).user_id == user_id  # remembered
+    now[0] += 61
+    with pytest.raises(AuthError) as caught:
+        authenticator.verify(token)
+    assert caught.value.code == "TOKEN_EXPIRED"
+    with pytest.raises(AuthError) as again:
+        authenticator.verify(token)
+    assert again.value.code == "TOKEN_EXPIRED"
+
+
+def test_a_remembered_token_vouches_for_no_other_string(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    authenticator = Authenticator(
+        secret=SECRET, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    token = sign(claims_for(settings, uuid.uuid4()))
+    authenticator.verify(token)
+    header, payload, signature = token.split(".")
+    forged_claims = claims_for(settings, uuid.uuid4(), type="admin")
+    forged_payload = (
+        base64.urlsafe_b64encode(json.dumps(forged_claims).encode()).rstrip(b"=").decode()
+    )
+    for forged in (
+        f"{header}.{forged_payload}.{signature}",  # someone else's claims, old signature
+        f"{header}.{payload}.{signature[:-2]}AA",  # a damaged signature
+        token + " ",
+    ):
+        with pytest.raises(AuthError) as caught:
+            authenticator.verify(forged)
+        assert caught.value.code == "INVALID_TOKEN"
+
+
+def test_remembered_tokens_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("entrypoints.auth.VERIFIED_TOKENS_KEPT", 3)
+    settings = make_settings(tmp_path)
+    authenticator = Authenticator(
+        secret=SECRET, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    tokens = [sign(claims_for(settings, uuid.uuid4())) for _ in range(5)]
+    for token in tokens:
+        authenticator.verify(token)
+    assert list(authenticator._verified) == tokens[2:]  # the oldest forgotten first
