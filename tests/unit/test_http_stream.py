@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -22,7 +23,7 @@ from chatcore.fallback import ModelChain
 from chatcore.models import FailureKind, ModelError
 from chatcore.pagination import PageRequest
 from chatcore.services import CreateConversation
-from chatcore.services.messages import StreamUpdate
+from chatcore.services.messages import StreamText, StreamUpdate
 from chatcore.testing import InMemorySystem, in_memory_system
 from entrypoints.http.sse import KEEPALIVE, sse_frames
 from tests.unit.conftest import MakeApi
@@ -268,12 +269,19 @@ async def _system_with(model: SlowModel) -> tuple[InMemorySystem, UUID]:
     return system, conversation.id
 
 
-def _names(frames: list[bytes]) -> list[str]:
-    out: list[str] = []
-    for frame in frames:
-        assert frame.endswith(b"\n\n")
-        out.append(":" if frame == KEEPALIVE else frame.split(b"\n")[0].decode())
+def _events(chunks: list[bytes]) -> list[bytes]:
+    """The SSE events in the chunks (a chunk holds one or more whole events)."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        assert chunk.endswith(b"\n\n")  # never an event split across chunks
+        out.extend(event + b"\n\n" for event in chunk[:-2].split(b"\n\n"))
     return out
+
+
+def _names(chunks: list[bytes]) -> list[str]:
+    return [
+        ":" if event == KEEPALIVE else event.split(b"\n")[0].decode() for event in _events(chunks)
+    ]
 
 
 async def test_keep_alive_comments_while_the_model_thinks() -> None:
@@ -313,9 +321,9 @@ def _frames(updates: AsyncGenerator[StreamUpdate, None]) -> AsyncGenerator[bytes
 
 async def _read_until_chunks(frames: AsyncIterator[bytes], count: int) -> list[bytes]:
     seen: list[bytes] = []
-    async for frame in frames:
-        seen.append(frame)
-        if sum(f.startswith(b"event: assistant_chunk") for f in seen) == count:
+    async for chunk in frames:
+        seen.extend(_events([chunk]))
+        if sum(f.startswith(b"event: assistant_chunk") for f in seen) >= count:
             break
     return seen
 
@@ -338,9 +346,18 @@ async def test_closing_the_frames_cancels_the_model_and_keeps_the_partial_answer
     assert model.closed == 1
     answer = await _assistant(system, cid)
     assert answer.status is MessageStatus.CANCELLED
-    assert answer.content == "t0 t1 t2 "
+    # What the model had generated when the client left: at least what was sent, and
+    # at most the few tokens queued meanwhile; never the whole answer.
+    sent = "".join(
+        json.loads(event.split(b"data: ", 1)[1])["delta"]
+        for event in seen
+        if event.startswith(b"event: assistant_chunk")
+    )
+    assert sent.startswith("t0 t1 t2 ")
+    assert answer.content.startswith(sent)
+    assert answer.content == "".join(f"t{i} " for i in range(len(answer.content.split())))
+    assert len(answer.content.split()) < 100
     assert answer.metadata["cancelled"] is True
-    assert len(seen) == 4
     assert not any(f.startswith(b"event: complete") for f in seen)
     # The question stays, complete.
     assert answer.parent_message_id is not None
@@ -360,8 +377,8 @@ async def test_cancelling_the_consumer_cancels_the_model(after_tokens: int) -> N
 
     async def consume() -> None:
         nonlocal chunks
-        async for frame in sse_frames(updates, keepalive_seconds=5):
-            chunks += frame.startswith(b"event: assistant_chunk")
+        async for chunk in sse_frames(updates, keepalive_seconds=5):
+            chunks += sum(e.startswith(b"event: assistant_chunk") for e in _events([chunk]))
             if chunks >= after_tokens:
                 enough.set()
 
@@ -421,3 +438,34 @@ async def test_a_completed_stream_is_not_marked_cancelled_when_closed_late() -> 
     assert _names(seen)[-1] == "event: complete"
     answer = await _assistant(system, cid)
     assert answer.status is MessageStatus.COMPLETE
+
+
+async def _canned(*updates: StreamUpdate) -> AsyncGenerator[StreamUpdate, None]:
+    for update in updates:
+        yield update
+
+
+async def test_events_that_are_ready_together_leave_in_one_chunk() -> None:
+    # Tokens that arrive together (one network read upstream) need one write, not one
+    # each; every event still arrives whole and in order.
+    updates = _canned(*(StreamText(f"t{i} ") for i in range(20)))
+    chunks = [chunk async for chunk in sse_frames(updates, keepalive_seconds=5)]
+    events = _events(chunks)
+    assert [json.loads(e.split(b"data: ", 1)[1])["delta"] for e in events] == [
+        f"t{i} " for i in range(20)
+    ]
+    assert len(chunks) < len(events)
+
+
+async def test_a_failure_of_the_updates_reaches_the_server_after_what_came_before() -> None:
+    async def failing() -> AsyncGenerator[StreamUpdate, None]:
+        yield StreamText("t0 ")
+        raise RuntimeError("the stream broke")
+
+    seen: list[bytes] = []
+
+    frames = sse_frames(failing(), keepalive_seconds=5)
+    seen.append(await anext(frames))
+    with pytest.raises(RuntimeError, match="the stream broke"):
+        await anext(frames)
+    assert _names(seen) == ["event: assistant_chunk"]

@@ -53,34 +53,63 @@ def _render(update: StreamUpdate) -> bytes:
     return _frame("error", payload)
 
 
+_QUEUED_FRAMES = 64
+_DONE = b""
+
+
 async def sse_frames(
     updates: AsyncGenerator[StreamUpdate, None], *, keepalive_seconds: float = 15.0
 ) -> AsyncIterator[bytes]:
     """Render ``updates`` as SSE frames; a comment goes out whenever nothing else has
     for ``keepalive_seconds`` (models can think for a while before the first token).
 
-    When the client disconnects, the server cancels this generator: ``updates`` is then
-    closed under a shield, which cancels the upstream model call at once and lets the
-    answer be stored as ``cancelled``.
+    One task reads ``updates`` and queues rendered frames (at most 64 ahead of the
+    client); this generator yields whatever is queued as one chunk, so that tokens
+    that arrived together leave in one write rather than one each.
+
+    When the client disconnects, the server cancels this generator: the reading task is
+    then cancelled and ``updates`` closed under a shield, which cancels the upstream
+    model call at once and lets the answer be stored as ``cancelled`` (with what the
+    model had generated until then).
     """
-    pending: asyncio.Task[StreamUpdate] | None = None
+    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(_QUEUED_FRAMES)
+
+    async def read() -> None:
+        try:
+            async for update in updates:
+                await queue.put(_render(update))
+        except Exception as exc:  # handed to the client's side, which raises it
+            await queue.put(exc)
+        else:
+            await queue.put(_DONE)
+
+    reader = asyncio.ensure_future(read())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(updates))
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
-            if not done:
-                yield KEEPALIVE
-                continue
-            task, pending = pending, None
-            try:
-                update = task.result()
-            except StopAsyncIteration:
+            if queue.empty():
+                try:
+                    async with asyncio.timeout(keepalive_seconds):
+                        item = await queue.get()
+                except TimeoutError:
+                    yield KEEPALIVE
+                    continue
+            else:
+                item = queue.get_nowait()
+            chunk: list[bytes] = []
+            while isinstance(item, bytes) and item:
+                chunk.append(item)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if chunk:
+                yield b"".join(chunk)
+            if isinstance(item, BaseException):
+                raise item
+            if item == _DONE:
                 return
-            yield _render(update)
     finally:
         with anyio.CancelScope(shield=True):
-            if pending is not None:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
             await updates.aclose()
