@@ -63,6 +63,14 @@ class ConversationRepository(Protocol):
         """The conversation, deleted ones included, or None when the user has no such row."""
         ...
 
+    async def get_with_recent(
+        self, conversation_id: UUID, limit: int
+    ) -> tuple[Conversation, builtins.list[Message]] | None:
+        """What :meth:`get` returns and the ``limit`` newest messages of the conversation
+        (newest first, as ``MessageRepository.recent``), read together; None when the
+        user has no such conversation."""
+        ...
+
     async def add_for_result(self, conversation: Conversation) -> bool:
         """Insert unless a conversation for ``conversation.result_id`` exists (any user's,
         deleted ones included); True when inserted. Atomic: a unique constraint decides,

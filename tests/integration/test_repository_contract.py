@@ -361,6 +361,31 @@ async def test_store_answer_writes_the_answer_and_its_usage_together(
             )
 
 
+async def test_get_with_recent_is_get_and_recent_together(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    profile = {"persona": {"archetype": "The Analyst", "scores": list(range(50))}}
+    conversation = make_conversation(
+        user, context_type=ContextType.ASSESSMENT, context_data=profile, metadata={"a": 1}
+    )
+    empty = make_conversation(user, metadata={"b": 2})
+    history = [make_message(conversation, T0 + timedelta(seconds=i)) for i in range(7)]
+    await store(uow_factory, user, conversation, empty, *history)
+    async with uow_factory(user) as uow:
+        for limit in (1, 5, 7, 60):
+            found = await uow.conversations.get_with_recent(conversation.id, limit)
+            assert found == (
+                await uow.conversations.get(conversation.id),
+                await uow.messages.recent(conversation.id, limit),
+            )
+            assert found is not None
+            assert found[0].context_data == profile
+        assert await uow.conversations.get_with_recent(empty.id, 60) == (empty, [])
+        assert await uow.conversations.get_with_recent(conversation.id, 0) == (conversation, [])
+        assert await uow.conversations.get_with_recent(uuid.uuid4(), 60) is None
+    async with uow_factory(uuid.uuid4()) as uow:  # another user
+        assert await uow.conversations.get_with_recent(conversation.id, 60) is None
+
+
 # --- transactions and isolation ------------------------------------------------------
 
 

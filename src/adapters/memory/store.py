@@ -165,6 +165,14 @@ class InMemoryConversationRepository:
         found = self._visible(conversation_id)
         return copy.deepcopy(found) if found else None
 
+    async def get_with_recent(
+        self, conversation_id: UUID, limit: int
+    ) -> tuple[Conversation, builtins.list[Message]] | None:
+        conversation = await self.get(conversation_id)
+        if conversation is None:
+            return None
+        return conversation, await self._uow.messages.recent(conversation_id, limit)
+
     async def save(self, conversation: Conversation) -> None:
         current = self._visible(conversation.id)
         if current is None:

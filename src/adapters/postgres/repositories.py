@@ -25,12 +25,14 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
+    case,
     cast,
     distinct,
     func,
     insert,
     literal_column,
     select,
+    true,
     tuple_,
     update,
 )
@@ -234,6 +236,24 @@ class PostgresConversationRepository:
         row = result.first()
         return None if row is None else _conversation(row)
 
+    async def get_with_recent(
+        self, conversation_id: UUID, limit: int
+    ) -> tuple[Conversation, builtins.list[Message]] | None:
+        if limit <= 0:
+            conversation = await self.get(conversation_id)
+            return None if conversation is None else (conversation, [])
+        result = await _execute(
+            self._source,
+            _GET_CONVERSATION_WITH_RECENT,
+            {"conversation_id": conversation_id, "limit": limit},
+        )
+        rows = result.all()
+        if not rows:
+            return None
+        conversation = _conversation(rows[0][:_CONVERSATION_WIDTH])
+        recent = [_message(row[_CONVERSATION_WIDTH:]) for row in rows if row[_CONVERSATION_WIDTH]]
+        return conversation, recent
+
     async def get_by_result(self, result_id: str) -> Conversation | None:
         result = await _execute(self._source, _GET_CONVERSATION_BY_RESULT, {"result_id": result_id})
         row = result.first()
@@ -395,6 +415,36 @@ _RECENT_MESSAGES = (
     .order_by(_m.created_at.desc(), _m.id.desc())
     .limit(bindparam("limit"))
 )
+
+
+# The conversation and its newest messages in one round trip: the messages come from a
+# LATERAL subquery served by the (conversation_id, created_at, id) index, one row each;
+# the conversation's columns repeat on every row, but its JSON columns only on the
+# first, so that a large context_data is sent and decoded once.
+_recent = (
+    select(
+        *_MESSAGE_COLUMNS,
+        func.row_number().over(order_by=(_m.created_at.desc(), _m.id.desc())).label("rn"),
+    )
+    .where(_m.conversation_id == _c.id)
+    .order_by(_m.created_at.desc(), _m.id.desc())
+    .limit(bindparam("limit"))
+    .lateral("recent")
+)
+_first_row = _recent.c.rn.is_(None) | (_recent.c.rn == 1)
+_GET_CONVERSATION_WITH_RECENT = (
+    select(
+        *(
+            case((_first_row, column)) if column.key in ("context_data", "metadata") else column
+            for column in _CONVERSATION_COLUMNS
+        ),
+        *(_recent.c[column.key] for column in _MESSAGE_COLUMNS),
+    )
+    .select_from(conversations.outerjoin(_recent, true()))
+    .where(_c.id == bindparam("conversation_id"))
+    .order_by(_recent.c.rn)
+)
+_CONVERSATION_WIDTH = len(_CONVERSATION_COLUMNS)
 
 
 def _save_message_params(message: Message) -> dict[str, Any]:

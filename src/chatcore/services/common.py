@@ -7,10 +7,11 @@ from typing import Generic, TypeVar
 from uuid import UUID
 
 from chatcore.domain.conversation import Conversation
+from chatcore.domain.message import Message
 from chatcore.errors import NotFoundError
 from chatcore.ports import UnitOfWork
 
-__all__ = ["ChatSettings", "Page", "load_conversation"]
+__all__ = ["ChatSettings", "Page", "load_conversation", "load_conversation_with_recent"]
 
 T = TypeVar("T")
 
@@ -50,3 +51,14 @@ async def load_conversation(uow: UnitOfWork, conversation_id: UUID) -> Conversat
     if conversation is None or conversation.is_deleted:
         raise NotFoundError("conversation not found")
     return conversation
+
+
+async def load_conversation_with_recent(
+    uow: UnitOfWork, conversation_id: UUID, limit: int
+) -> tuple[Conversation, list[Message]]:
+    """:func:`load_conversation` and its ``limit`` newest messages (newest first), read
+    together."""
+    found = await uow.conversations.get_with_recent(conversation_id, limit)
+    if found is None or found[0].is_deleted:
+        raise NotFoundError("conversation not found")
+    return found

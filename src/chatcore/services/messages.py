@@ -30,7 +30,12 @@ from chatcore.models import ChatRequest, StreamDelta
 from chatcore.pagination import PageRequest, encode_cursor
 from chatcore.ports import Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
 from chatcore.prompts import LANGUAGES
-from chatcore.services.common import ChatSettings, Page, load_conversation
+from chatcore.services.common import (
+    ChatSettings,
+    Page,
+    load_conversation,
+    load_conversation_with_recent,
+)
 from chatcore.tokens import estimate_tokens
 
 __all__ = [
@@ -177,9 +182,14 @@ class MessageService:
         return content
 
     async def _parent_and_history(
-        self, uow: UnitOfWork, conversation_id: UUID, parent_message_id: UUID | None
+        self,
+        uow: UnitOfWork,
+        conversation_id: UUID,
+        parent_message_id: UUID | None,
+        recent: builtins.list[Message] | None = None,
     ) -> tuple[UUID | None, builtins.list[Message]]:
-        recent = await uow.messages.recent(conversation_id, self._settings.history_window)
+        if recent is None:
+            recent = await uow.messages.recent(conversation_id, self._settings.history_window)
         if parent_message_id is None:
             parent_id = recent[0].id if recent else None
         else:
@@ -243,9 +253,11 @@ class MessageService:
         now = self._clock.now()
         pending: Message | None = None
         async with self._uow(user_id) as uow:
-            conversation = await load_conversation(uow, conversation_id)
+            conversation, recent = await load_conversation_with_recent(
+                uow, conversation_id, self._settings.history_window
+            )
             parent_id, history = await self._parent_and_history(
-                uow, conversation_id, parent_message_id
+                uow, conversation_id, parent_message_id, recent
             )
             user_message = Message(
                 id=new_id(now),
