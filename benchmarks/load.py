@@ -438,8 +438,18 @@ async def started_service(args: argparse.Namespace) -> AsyncIterator[Service]:
         subprocess.run(  # noqa: ASYNC221, S603 - our own argv; nothing else runs yet
             [*cli, "migrate"], env=env, check=True, timeout=180, stdout=subprocess.DEVNULL
         )
-    command = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--workers", str(args.server_workers)]
+    server = getattr(args, "server", "chatcore")
+    if server == "granian":
+        # The server `chatcore serve` ran before decision 0009, on the same app factory.
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--workers"]
+        command += [str(args.server_workers), "--no-access-log", "--log-level", "warning"]
+        command += ["entrypoints.http.app:create_app_from_env"]
+        label = f"granian {_version('granian')} (loop auto: {_granian_loop()})"
+    else:
+        command = [*cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--workers", str(args.server_workers)]
+        label = f"chatcore serve (uvicorn {_version('uvicorn')})"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own argv; returns at once
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -459,7 +469,7 @@ async def started_service(args: argparse.Namespace) -> AsyncIterator[Service]:
             audience=env.get("JWT_AUDIENCE", "atma-services"),
             pids=descendants(process.pid),
             description=(
-                f"chatcore serve (granian), {args.server_workers} worker(s), "
+                f"{label}, {args.server_workers} worker(s), "
                 f"LOG_LEVEL={args.log_level}, {_database_label(os.environ.get('DATABASE_URL'))}"
             ),
         )
@@ -471,6 +481,22 @@ async def started_service(args: argparse.Namespace) -> AsyncIterator[Service]:
         print(f"\nserver log: {size / 1e6:.1f} MB ({kept})")
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _granian_loop() -> str:
+    """What Granian's default loop (``auto``) picks: rloop, else uvloop, when installed."""
+    import importlib.util  # noqa: PLC0415
+
+    return next((n for n in ("rloop", "uvloop") if importlib.util.find_spec(n)), "asyncio")
 
 
 async def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -864,6 +890,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--server-pid", type=int, help="with --url: the server's PID, to account its CPU"
     )
     parser.add_argument(
+        "--server",
+        choices=("chatcore", "granian"),
+        default="chatcore",
+        help="what to start: `chatcore serve` (uvicorn), or the same app under the granian "
+        "command (needs DATABASE_URL), to compare",
+    )
+    parser.add_argument(
         "--server-workers", type=int, default=1, help="`chatcore serve --workers` when started here"
     )
     parser.add_argument(
@@ -883,6 +916,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--rate must be between 1 and 10000")
     if not all(1 <= n <= 2_000 for n in args.users):
         parser.error("--users levels must be between 1 and 2000")
+    if args.server == "granian" and not args.url and not os.environ.get("DATABASE_URL"):
+        parser.error("--server granian needs DATABASE_URL (it does not start the embedded one)")
     return args
 
 

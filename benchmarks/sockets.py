@@ -21,9 +21,12 @@ inherits it). Every phase is bounded in count and in time.
 
 Servers (``--server``):
 
-``chatcore``   ``chatcore serve`` (Granian, as shipped: ``entrypoints.server``)
-``granian``    the same app under the ``granian`` command, with ``--backpressure``
-``uvicorn``    ``uvicorn --factory entrypoints.http.app:create_app_from_env --ws websockets-sansio``
+``chatcore``   ``chatcore serve`` as shipped (``entrypoints.server``: uvicorn,
+               websockets-sansio, per-message deflate off, one process)
+``granian``    the same app under the ``granian`` command (the server before decision
+               0009), with ``--backpressure``
+``uvicorn``    ``uvicorn --factory entrypoints.http.app:create_app_from_env --ws
+               websockets-sansio``, deflate as ``--server-deflate`` says
 ``bare-granian``, ``bare-uvicorn``  a minimal ASGI app (accept, answer the
                authenticate frame, wait): what the server itself costs per socket
 
@@ -444,13 +447,20 @@ class Server:
     service: Service
     root_pid: int
     description: str
+    forks_worker: bool = False
+    """Whether the sockets live in a child of ``root_pid`` (Granian's worker), not in
+    the started process itself (uvicorn with one worker, ``chatcore serve`` included)."""
 
     @property
     def worker_pid(self) -> int:
         """The process serving the sockets: Granian's worker (the root's only child),
-        else the root itself (uvicorn)."""
+        else the root itself."""
+        if not self.forks_worker:
+            return self.root_pid
         children = sorted(p for p in descendants(self.root_pid) if p != self.root_pid)
-        return children[0] if children else self.root_pid
+        if len(children) != 1:
+            raise RuntimeError(f"expected one worker under {self.root_pid}, found {children}")
+        return children[0]
 
 
 def _parent(pid: int) -> int:
@@ -554,7 +564,7 @@ async def started_server(
             pids=descendants(process.pid),
             description=_describe(kind, backpressure, deflate),
         )
-        yield Server(service, process.pid, service.description)
+        yield Server(service, process.pid, service.description, "granian" in kind)
     finally:
         await _stop(process)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -1127,7 +1137,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("on", "off"),
         default="on",
         help="uvicorn --ws-per-message-deflate (servers uvicorn and bare-uvicorn; on is "
-        "uvicorn's default)",
+        "uvicorn's default; chatcore serve has it off)",
     )
     parser.add_argument(
         "--ws-ping-interval",

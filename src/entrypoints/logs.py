@@ -9,6 +9,15 @@ import structlog
 
 __all__ = ["configure_logging", "get_logger"]
 
+# What the websockets library logs at info for every socket, through uvicorn's logger,
+# with nothing to tell one socket from another (uvicorn's own line per accepted socket,
+# which names the client, stays).
+_WEBSOCKET_CHATTER = frozenset({"connection open", "connection closed"})
+
+
+def _not_websocket_chatter(record: logging.LogRecord) -> bool:
+    return record.msg not in _WEBSOCKET_CHATTER
+
 
 def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     """Route structlog and the standard library through one renderer.
@@ -61,6 +70,7 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
         "alembic",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("uvicorn.error").addFilter(_not_websocket_chatter)  # once: same object
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -1,5 +1,6 @@
-"""The model gateway end to end: the real HTTP app, served by uvicorn on a real socket,
-with the real OpenRouter adapter talking to the fake OpenRouter over real HTTP.
+"""The model gateway end to end: the real HTTP app, served by uvicorn with the settings
+of ``chatcore serve`` (``entrypoints.server.server_config``) on a real socket, with the
+real OpenRouter adapter talking to the fake OpenRouter over real HTTP.
 
 Everything here runs in the test's event loop: the fake OpenRouter, the uvicorn server
 with the app (whose lifespan builds the container: settings → OpenRouter adapter →
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from adapters.memory import (
     InMemorySystemUsageReader,
@@ -45,6 +45,7 @@ from tests.fakes.openrouter import (
     Reply,
     Slow,
 )
+from tests.integration.served import serving
 
 KEY = "sk-or-e2e-test-key"
 SECRET = "e2e-jwt-secret-0123456789abcdefghij"
@@ -115,37 +116,6 @@ class Stack:
         return records[uuid.UUID(message_id)]
 
 
-@contextlib.asynccontextmanager
-async def serving(app: ChatcoreApp) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free port of 127.0.0.1; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        sock.close()
-
-
 def model_env(fake: FakeOpenRouter, **extra: str) -> dict[str, str]:
     return {
         "OPENROUTER_API_KEY": KEY,
@@ -186,7 +156,7 @@ async def start(fake: FakeOpenRouter, tmp_path: Path) -> AsyncIterator[StartStac
             if "DATABASE_URL" not in variables:
                 overrides.setdefault("uow", InMemoryUnitOfWorkFactory())
             app = create_app(settings, log_defaults=False, **overrides)
-            url = await stack.enter_async_context(serving(app))
+            url = (await stack.enter_async_context(serving(app))).url
             http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=10))
             return Stack(url, app, settings, http)
 
@@ -426,6 +396,72 @@ async def test_a_stream_end_to_end(start: StartStack, fake: FakeOpenRouter) -> N
     assert record.attempts == (f"{PRIMARY}: answered",)
 
 
+async def test_a_stream_arrives_chunk_by_chunk(start: StartStack, fake: FakeOpenRouter) -> None:
+    """Each token reaches the client when the model sends it, not in one piece at the
+    end: the server does not buffer the event stream."""
+    fake.script(PRIMARY, Slow(tokens=6, chunk_delay=0.15))
+    stack = await start()
+    user = uuid.uuid4()
+    cid = await stack.conversation(user)
+    loop = asyncio.get_running_loop()
+
+    arrivals: list[float] = []
+    async with stack.http.stream(
+        "POST",
+        f"/conversations/{cid}/messages/stream",
+        json={"content": "one word at a time"},
+        headers=stack.headers(user),
+    ) as response:
+        assert response.status_code == 200
+        buffer = ""
+        async for piece in response.aiter_text():
+            buffer += piece
+            *blocks, buffer = buffer.split("\n\n")
+            for name, _ in sse("\n\n".join(blocks) + "\n\n"):
+                if name == "assistant_chunk":
+                    arrivals.append(loop.time())
+
+    assert len(arrivals) == 6
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # 0.15 s apart at the model; delivered in one piece they would be microseconds apart.
+    assert min(gaps) > 0.05, gaps
+    assert arrivals[-1] - arrivals[0] > 0.5
+
+
+async def test_clients_that_disconnect_one_after_another_are_each_noticed(
+    start: StartStack, fake: FakeOpenRouter
+) -> None:
+    """Several abandoned streams on one server, each after a request on the same
+    keep-alive connection: every one cancels its model call within a second."""
+    fake.default(PRIMARY, Slow(tokens=2000, chunk_delay=0.01))
+    stack = await start()
+    user = uuid.uuid4()
+    cid = await stack.conversation(user)
+    loop = asyncio.get_running_loop()
+
+    for attempt in range(3):
+        async with httpx.AsyncClient(base_url=stack.url, timeout=5) as browser:
+            listed = await browser.get(f"/conversations/{cid}", headers=stack.headers(user))
+            assert listed.status_code == 200
+            async with browser.stream(
+                "POST",
+                f"/conversations/{cid}/messages/stream",
+                json={"content": f"attempt {attempt}"},
+                headers=stack.headers(user),
+            ) as response:
+                assert response.status_code == 200
+                chunks = 0
+                async for piece in response.aiter_text():
+                    chunks += piece.count("event: assistant_chunk")
+                    if chunks >= 2:
+                        break
+            closed_at = loop.time()
+        disconnect = await fake.wait_for_disconnect(timeout=1.0)
+        assert loop.time() - closed_at < 1.0
+        assert disconnect.tokens_sent < 2000
+    assert len(fake.requests) == len(fake.disconnects) == 3
+
+
 async def test_a_mid_stream_error_ends_the_answer_without_fallback(
     start: StartStack, fake: FakeOpenRouter
 ) -> None:
@@ -532,6 +568,64 @@ async def test_a_client_that_leaves_before_the_first_token_cancels_the_call(
             answer = messages[1] if len(messages) > 1 else {}
             await asyncio.sleep(0.02)
     assert answer["content"] == ""
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """No variable (in-memory storage), or ``DATABASE_URL`` of the session's database."""
+    if request.param == "postgres":
+        return {"DATABASE_URL": request.getfixturevalue("pg_url")}
+    return {}
+
+
+async def test_a_stream_cut_by_the_shutdown_grace_is_stored_cancelled_before_the_pool_closes(
+    fake: FakeOpenRouter, tmp_path: Path, database_env: dict[str, str]
+) -> None:
+    """A streamed answer still running when the server's graceful-shutdown time is up is
+    cancelled by the server, and the lifespan shutdown (which closes the storage) waits
+    for it to be stored as ``cancelled`` rather than leaving it ``streaming``."""
+    fake.script(PRIMARY, Slow(tokens=2000, chunk_delay=0.01))
+    env = {"JWT_SECRET": SECRET, "CHATCORE_DATA_DIR": str(tmp_path), **model_env(fake)}
+    overrides: dict[str, Any] = {}
+    if not database_env:
+        overrides["uow"] = InMemoryUnitOfWorkFactory()
+    settings = load_settings({**env, **database_env})
+    app = create_app(settings, log_defaults=False, **overrides)
+    user = uuid.uuid4()
+    token = issue_token(
+        secret=SECRET, user_id=user, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses_at_shutdown: list[list[str]] = []
+
+    async with serving(app, graceful_shutdown=1) as served:
+        container: Container = app.state.container
+
+        async def look() -> None:  # runs first among the lifespan's closers
+            async with container.uow(user) as uow:
+                messages = await uow.messages.recent(uuid.UUID(cid), limit=10)
+            statuses_at_shutdown.append([m.status.value for m in messages])
+
+        container.closers.append(look)
+        async with httpx.AsyncClient(base_url=served.url, timeout=10) as browser:
+            created = await browser.post("/conversations", json={}, headers=headers)
+            cid = created.json()["data"]["id"]
+            async with browser.stream(
+                "POST",
+                f"/conversations/{cid}/messages/stream",
+                json={"content": "a long answer please"},
+                headers=headers,
+            ) as response:
+                pieces = response.aiter_text()
+                async for piece in pieces:
+                    if "assistant_chunk" in piece:
+                        break
+                served.server.should_exit = True
+                with contextlib.suppress(httpx.HTTPError):
+                    async for _ in pieces:  # until the server cuts the stream
+                        pass
+
+    assert sorted(statuses_at_shutdown[0]) == ["cancelled", "complete"]
 
 
 class SlowStorage:

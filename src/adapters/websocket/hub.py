@@ -16,10 +16,12 @@ Policy for clients that do not keep up (documented in docs, tested in tests/unit
 - a send that fails (the client is gone) unregisters the connection.
 
 Heartbeat: every ``ping_interval`` seconds each idle connection gets an application
-frame ``{"event": "ping", ...}`` through its queue. ASGI has no way to send protocol
-pings and Granian sends none of its own, so this is what keeps proxies (nginx cuts
-idle upstreams after 60 s by default) from closing quiet sockets, and what finds dead
-ones: their send fails or times out.
+frame ``{"event": "ping", ...}`` through its queue, a batch at a time. It is part of the
+socket's contract (clients may watch for it: a browser script cannot see protocol
+pings), it keeps proxies (nginx cuts idle upstreams after 60 s by default) from closing
+quiet sockets, and it finds dead ones when their send fails or times out. ASGI cannot
+send protocol pings; uvicorn (``chatcore serve``) sends its own besides, on a timer per
+connection, and closes a socket whose peer stops answering them.
 """
 
 from __future__ import annotations
@@ -260,7 +262,10 @@ class ConnectionHub:
         Granian (2.x) drops an ASGI ``websocket.close`` sent while a ``receive`` is
         pending (the receive returns a disconnect, the client never gets the close
         frame and the TCP connection stays open). A cancelled receive followed by the
-        close works, so :meth:`drop` cancels this task and it sends the close.
+        close works, so :meth:`drop` cancels this task and it sends the close. Under
+        uvicorn (websockets-sansio) either way works; this one is kept so that the app
+        behaves the same under both (tests/integration/test_server.py checks the close
+        frame under uvicorn).
         """
         owner = asyncio.current_task()
         connection.owner = owner
@@ -343,9 +348,11 @@ class ConnectionHub:
         """Stop the heartbeat and close every socket (clients reconnect elsewhere),
         waiting up to ``grace`` seconds for the close frames to go out.
 
-        The wait is short on purpose: Granian runs the lifespan shutdown after it has
-        stopped the worker's connections, so there a close frame never leaves (the
-        client sees the TCP connection end) and a longer wait only delays shutdown.
+        The wait is short on purpose: servers run the lifespan shutdown after they
+        have dealt with the connections themselves. uvicorn has by then closed every
+        socket with 1012 (*service restart*), so usually nothing is left here; Granian
+        has stopped them without a close frame, so a close sent here never leaves. A
+        longer wait would only delay shutdown.
         """
         heartbeat, self._heartbeat = self._heartbeat, None
         if heartbeat is not None and not heartbeat.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,17 +45,46 @@ class ChatcoreRequest(Request[Any, Any, Any]):
             raise SerializationException("the JSON body is nested too deeply") from None
 
 
+SHUTDOWN_DRAIN_SECONDS = 5.0
+"""How long the lifespan shutdown waits for HTTP exchanges still finishing before it
+closes the container (see :meth:`ChatcoreApp.wait_for_requests`)."""
+
+
 class ChatcoreApp(Litestar):
     """Litestar with the request context around *every* HTTP exchange, unmatched
     routes included (Litestar's own middleware runs only once a route matched)."""
 
     request_context: RequestContext
+    in_flight: set[asyncio.Task[Any]]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        await self.request_context.around(scope, receive, send, super().__call__)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - ASGI servers call apps from a task
+            await self.request_context.around(scope, receive, send, super().__call__)
+            return
+        self.in_flight.add(task)
+        try:
+            await self.request_context.around(scope, receive, send, super().__call__)
+        finally:
+            self.in_flight.discard(task)
+
+    async def wait_for_requests(self, timeout: float) -> int:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for the HTTP exchanges still running; returns
+        how many were left after it.
+
+        A server that gives up on a request at shutdown (uvicorn, once its graceful
+        shutdown time is over) cancels it and runs the lifespan shutdown at once. A
+        cancelled answer stream then still has to store its answer as ``cancelled``,
+        which needs the storage the lifespan shutdown is about to close.
+        """
+        pending = {task for task in self.in_flight if not task.done()}
+        if not pending:
+            return 0
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        return len(still)
 
 
 def _log_startup(container: Container, *, log_defaults: bool) -> None:
@@ -94,6 +124,11 @@ def create_app(
             yield
         finally:
             if owned:
+                left = 0
+                if isinstance(app, ChatcoreApp):
+                    left = await app.wait_for_requests(SHUTDOWN_DRAIN_SECONDS)
+                if left:
+                    _log.warning("closing with requests still running", requests=left)
                 await built.aclose()
 
     app = ChatcoreApp(
@@ -128,6 +163,7 @@ def create_app(
         logging_config=None,  # logging is configure_logging's; Litestar's would replace it
     )
     app.request_context = RequestContext(metrics)
+    app.in_flight = set()
     return app
 
 
