@@ -141,12 +141,13 @@ async def _openrouter(settings: Settings, closers: list[Closer]) -> ChatModel:
     )
 
     models = settings.models
-    # Eight pools of 32 connections rather than one of 256 (see OpenRouterChatModel).
-    clients = [build_http_client(max_connections=32) for _ in range(8)]
-    closers.extend(client.aclose for client in clients)
+    # One client for every call: its transport's pool takes and returns connections in
+    # O(1), however many there are (see build_http_client).
+    client = build_http_client(max_connections=256)
+    closers.append(client.aclose)
     assert settings.openrouter_api_key is not None
     return OpenRouterChatModel(
-        client=clients,
+        client=client,
         api_key=settings.openrouter_api_key,
         base_url=models.base_url,
         referer=models.referer,

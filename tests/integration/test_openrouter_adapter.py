@@ -195,6 +195,7 @@ async def test_stream_deltas_comments_and_final_usage(
     [request] = fake.requests
     assert request.stream is True
     assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["accept-encoding"] == "identity"  # the body is read raw
     assert request.headers["x-title"] == "chatcore"
     assert "usage" not in request.body
 
@@ -237,6 +238,20 @@ async def test_connections_are_reused(fake: FakeOpenRouter, model: OpenRouterCha
         await collect(model.stream(ask()))
     assert len(fake.requests) == 6
     assert fake.connection_count == 1
+
+
+async def test_one_client_serves_concurrent_streams_within_its_limit(
+    fake: FakeOpenRouter,
+) -> None:
+    fake.default("m", Slow(tokens=5, chunk_delay=0.01))
+    client = build_http_client(max_connections=4)
+    try:
+        model = OpenRouterChatModel(client=client, api_key=KEY, base_url=fake.base_url)
+        results = await asyncio.gather(*(collect(model.stream(ask())) for _ in range(12)))
+    finally:
+        await client.aclose()
+    assert all(reply.usage.completion_tokens == 5 for _, reply in results)
+    assert fake.connection_count == 4
 
 
 # Failures ---------------------------------------------------------------------------
@@ -528,3 +543,26 @@ async def test_non_ascii_title_is_sent_as_utf8(
     await make_model(title="Karier — Jalur 🚀").complete(ask())
     raw = fake.requests[0].headers["x-title"]
     assert raw.encode("latin-1").decode() == "Karier — Jalur 🚀"
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
+async def test_a_configured_proxy_is_honoured(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lean transport speaks to the server directly; with an egress proxy configured
+    # the client must go through it, so httpx's own (proxy-aware) transport is used.
+    from adapters.openrouter import HTTP1Transport  # noqa: PLC0415
+
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    direct = build_http_client(max_connections=2)
+    monkeypatch.setenv(variable, "http://127.0.0.1:3128")
+    proxied = build_http_client(max_connections=2)
+    try:
+        assert isinstance(direct._transport, HTTP1Transport)
+        assert not isinstance(proxied._transport, HTTP1Transport)
+        proxies = [t for t in proxied._mounts.values() if t is not None]
+        assert proxies  # httpx mounted a transport that goes through the proxy
+    finally:
+        await direct.aclose()
+        await proxied.aclose()

@@ -1,4 +1,4 @@
-"""OpenRouter adapter: the chat model over httpx, SSE parsing and error mapping."""
+"""OpenRouter adapter: the chat model over httpx, its HTTP/1.1 transport, SSE, errors."""
 
 from adapters.openrouter.client import (
     DEFAULT_BASE_URL,
@@ -17,11 +17,13 @@ from adapters.openrouter.errors import (
     parse_retry_after,
 )
 from adapters.openrouter.sse import SSEError, SSEEvent, SSEParser
+from adapters.openrouter.transport import HTTP1Transport
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "ContextTooLongError",
+    "HTTP1Transport",
     "OpenRouterChatModel",
     "SSEError",
     "SSEEvent",

@@ -7,7 +7,10 @@ fallback policy in the core decides what to do about it.
 
 The hot path (hundreds of concurrent streams) stays cheap: request bodies are
 encoded and stream chunks decoded by ``msgspec`` with decoders built once, into
-lenient structs that ignore the fields OpenRouter adds.
+lenient structs that ignore the fields OpenRouter adds; the HTTP client of
+:func:`build_http_client` uses :class:`~adapters.openrouter.transport.HTTP1Transport`
+(one pool with O(1) connection hand-out, responses parsed by llhttp) and a stream's
+body is read raw, each socket read fed whole to the SSE parser.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
@@ -28,6 +32,7 @@ from adapters.openrouter.errors import (
     malformed,
 )
 from adapters.openrouter.sse import SSEError, SSEParser
+from adapters.openrouter.transport import HTTP1Transport
 from chatcore.domain.message import Usage
 from chatcore.models import (
     ChatReply,
@@ -57,6 +62,7 @@ _DONE: Final = "[DONE]"
 _DRAIN_SECONDS: Final = 0.25
 """How long to wait, after ``[DONE]``, for the end of the body (to reuse the connection)."""
 _MAX_CONNECT_SECONDS: Final = 10.0
+_KEEPALIVE_SECONDS: Final = 30.0
 
 
 # Wire types: lenient (unknown fields ignored, nulls tolerated) ------------------------
@@ -208,7 +214,9 @@ class OpenRouterChatModel:
 
     Args:
         client: The shared, pooled HTTP client (see :func:`build_http_client`); owned
-            by the caller, which closes it.
+            by the caller, which closes it. A sequence of clients is still accepted
+            (calls are spread over them round-robin), but one client with
+            :func:`build_http_client`'s transport needs no spreading.
         api_key: The OpenRouter API key.
         base_url: The API root, without a trailing ``/chat/completions``.
         referer: Sent as ``HTTP-Referer`` (OpenRouter's app attribution), if set.
@@ -246,9 +254,6 @@ class OpenRouterChatModel:
             raise ValueError("api_key must not be empty")
         if timeout_ms <= 0:
             raise ValueError("timeout_ms must be positive")
-        # Several small pools instead of one large one: httpx's pool scans every
-        # connection for every queued request, so its cost grows with the square of the
-        # streams in flight; calls are spread round-robin over the clients.
         self._clients = (client,) if isinstance(client, httpx.AsyncClient) else tuple(client)
         if not self._clients:
             raise ValueError("at least one client is needed")
@@ -268,7 +273,12 @@ class OpenRouterChatModel:
         if title:
             headers[b"X-Title"] = _header_value(title)
         self._headers = {**headers, b"Accept": b"application/json"}
-        self._stream_headers = {**headers, b"Accept": b"text/event-stream"}
+        # The stream is read raw (no decoders), so it is asked for uncompressed.
+        self._stream_headers = {
+            **headers,
+            b"Accept": b"text/event-stream",
+            b"Accept-Encoding": b"identity",
+        }
 
     @property
     def default_model(self) -> str:
@@ -370,7 +380,14 @@ class OpenRouterChatModel:
                     whole = _reply_from_body(await response.aread(), model)
                 else:
                     parser = SSEParser()
-                    chunks = response.aiter_bytes()
+                    # Raw reads: one per socket read with build_http_client's transport.
+                    # A server that compresses anyway is decoded.
+                    encoding = response.headers.get("content-encoding", "identity")
+                    chunks = (
+                        response.aiter_raw()
+                        if encoding.lower() == "identity"
+                        else response.aiter_bytes()
+                    )
                     async for data in chunks:
                         for event in parser.feed(data):
                             text = state.take(event.data)
@@ -491,25 +508,48 @@ class _StreamState:
 # Client and model list --------------------------------------------------------------
 
 
-def build_http_client(max_connections: int = 100) -> httpx.AsyncClient:
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def build_http_client(
+    max_connections: int = 100, environ: Mapping[str, str] | None = None
+) -> httpx.AsyncClient:
     """A pooled HTTP/1.1 client for OpenRouter, to be made and closed by the app's lifespan.
 
+    The client's transport is :class:`~adapters.openrouter.transport.HTTP1Transport`:
+    one pool whose cost per request does not grow with its size, so one client serves
+    every stream; TLS trusts certifi's CA bundle, or ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR`` when set. That transport speaks to the server directly: when an
+    egress proxy is configured (``HTTPS_PROXY`` or ``ALL_PROXY``, any case), httpx's own
+    transport is used instead, which honours those variables and ``NO_PROXY``.
+
     Args:
-        max_connections: Connections kept open at most (and kept alive between calls);
-            concurrent streams beyond it wait for a free one.
+        max_connections: Connections kept open at most (and kept alive between calls,
+            30 s at most while idle); concurrent streams beyond it wait for a free one.
+        environ: Where to look for proxy variables; ``os.environ`` when None.
 
     Returns:
         An ``httpx.AsyncClient``; the caller owns it and must ``aclose()`` it.
     """
+    environ = os.environ if environ is None else environ
+    timeout = httpx.Timeout(45.0, connect=_MAX_CONNECT_SECONDS)
+    if any(environ.get(name) for name in _PROXY_VARIABLES):
+        return httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=_KEEPALIVE_SECONDS,
+            ),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=True,
+        )
     return httpx.AsyncClient(
-        http1=True,
-        http2=False,
-        limits=httpx.Limits(
+        transport=HTTP1Transport(
             max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
+            keepalive_expiry=_KEEPALIVE_SECONDS,
         ),
-        timeout=httpx.Timeout(45.0, connect=_MAX_CONNECT_SECONDS),
+        timeout=timeout,
         follow_redirects=False,
     )
 
