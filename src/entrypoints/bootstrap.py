@@ -120,7 +120,7 @@ async def _database(settings: Settings) -> _Storage:
         url = await asyncio.to_thread(start_embedded, settings.data_dir)
         where = f"embedded ({pgdata})"
         await migrate(url, settings.db_schema)
-    engine = create_engine(url, settings.db_schema)
+    engine = create_engine(url, settings.db_schema, pool_size=settings.db_pool_size)
 
     async def ready() -> bool:
         return await ping(engine)

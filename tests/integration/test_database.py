@@ -135,3 +135,13 @@ async def test_json_columns_round_trip_any_json_the_database_keeps(pg_engine: As
     assert row.v == value
     # Beyond a double's range (jsonb keeps any numeric): read, as infinity, not an error.
     assert row.huge == {"huge": float("inf")}
+
+
+async def test_the_pool_size_is_what_was_asked(pg_url: str) -> None:
+    engine = create_engine(pg_url, pool_size=7)
+    try:
+        pool = engine.sync_engine.pool
+        assert pool.size() == 7  # type: ignore[attr-defined]
+        assert pool._max_overflow == 3  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()

@@ -31,6 +31,8 @@ BAD_VALUES = [
     ("DB_SCHEMA", "1chat"),
     ("DB_SCHEMA", "chat schema"),
     ("DB_SCHEMA", "x" * 64),
+    ("DATABASE_POOL_SIZE", "0"),
+    ("DATABASE_POOL_SIZE", "lots"),
     ("CHATCORE_LANGUAGE", "fr"),
     ("FREE_MODEL_RATE_LIMIT_PER_MINUTE", "0"),
     ("RATE_LIMIT_CONVERSATIONS_PER_DAY", "many"),
@@ -60,6 +62,8 @@ def test_the_defaults() -> None:
     assert settings.port == 8000
     assert settings.database_url is None
     assert settings.db_schema == "chat"
+    assert settings.db_pool_size == 40
+    assert load_settings({"DATABASE_POOL_SIZE": "8"}).db_pool_size == 8
     assert settings.data_dir == Path(".chatcore")
     assert settings.jwt_issuer == "atma-auth-service"
     assert settings.jwt_audience == "atma-services"

@@ -63,8 +63,13 @@ def to_async_url(url: str) -> str:
     return _as_asyncpg(make_url(url)).render_as_string(hide_password=False)
 
 
-def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 20) -> AsyncEngine:
+def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 40) -> AsyncEngine:
     """An async engine on ``url`` whose statements address the tables in ``schema``.
+
+    The pool keeps ``pool_size`` connections and opens up to half as many more under
+    load. Every request holds one for each of its transactions, and under load each
+    round trip waits for the busy event loop too, so a pool smaller than the requests
+    in flight makes them queue for a connection rather than for the CPU.
 
     No ``pool_pre_ping`` (three round trips per checkout with asyncpg): a unit of work
     whose first statement meets a dead pooled connection retries once on a fresh one,
