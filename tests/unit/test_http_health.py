@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from pathlib import Path
 
 import pytest
+from litestar.testing import TestClient
 
 import chatcore
 from adapters.memory import InMemoryUnitOfWorkFactory
 from entrypoints.bootstrap import Container, bootstrap
+from entrypoints.http.app import create_app
 from tests.unit.conftest import MakeApi
 from tests.unit.http_support import Api, assert_ok, make_settings
 
@@ -149,3 +152,21 @@ def test_the_api_docs_are_served(api: Api, path: str) -> None:
     response = api.client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+
+
+def test_a_server_app_moves_its_start_up_objects_out_of_the_collectors_reach(
+    tmp_path: Path,
+) -> None:
+    gc.unfreeze()
+    try:
+        quiet = create_app(make_settings(tmp_path), uow=InMemoryUnitOfWorkFactory())
+        with TestClient(quiet):
+            assert gc.get_freeze_count() == 0  # tests and embedders keep a normal collector
+        server = create_app(
+            make_settings(tmp_path), uow=InMemoryUnitOfWorkFactory(), freeze_gc=True
+        )
+        with TestClient(server) as client:
+            assert gc.get_freeze_count() > 0
+            assert client.get("/health/live").status_code == 200
+    finally:
+        gc.unfreeze()
