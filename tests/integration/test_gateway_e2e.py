@@ -375,7 +375,7 @@ async def test_a_stream_end_to_end(start: StartStack, fake: FakeOpenRouter) -> N
     names = [name for name, _ in frames]
     assert names[0] == "user_message"
     assert names[-1] == "complete"
-    assert names.count("assistant_chunk") == len(text.split(" "))
+    assert set(names[1:-1]) == {"assistant_chunk"}
     assert deltas(frames) == text
     complete = frames[-1][1]
     assert complete["model"] == PRIMARY
@@ -472,7 +472,10 @@ async def test_a_mid_stream_error_ends_the_answer_without_fallback(
 
     frames = sse((await stack.stream(user, cid, "tell me more")).text)
 
-    assert [name for name, _ in frames] == ["user_message"] + ["assistant_chunk"] * 4 + ["error"]
+    names = [name for name, _ in frames]
+    assert names[0] == "user_message"
+    assert names[-1] == "error"
+    assert set(names[1:-1]) == {"assistant_chunk"}
     assert frames[-1][1]["code"] == "STREAM_INTERRUPTED"
     assert len(fake.requests) == 1  # no fallback after the first token
     partial = deltas(frames)

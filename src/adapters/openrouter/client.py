@@ -389,12 +389,21 @@ class OpenRouterChatModel:
                         else response.aiter_bytes()
                     )
                     async for data in chunks:
-                        for event in parser.feed(data):
-                            text = state.take(event.data)
-                            if text:
-                                yield StreamDelta(text)
-                            elif state.done:
-                                break
+                        # The text of every event of one read goes out as one delta:
+                        # tokens that arrived together are passed on together.
+                        pieces: list[str] = []
+                        try:
+                            for event in parser.feed(data):
+                                text = state.take(event.data)
+                                if text:
+                                    pieces.append(text)
+                                elif state.done:
+                                    break
+                        finally:
+                            # An error chunk after some text of the same read: that
+                            # text was generated and goes out before the error.
+                            if pieces:
+                                yield StreamDelta("".join(pieces))
                         if state.done:
                             break
                     if state.done:
