@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aio_pika import DeliveryMode, ExchangeType, Message, RobustConnection
-from aio_pika.connection import make_url
+from aio_pika import DeliveryMode, ExchangeType, Message
+
+from adapters.rabbitmq.connection import start_robust
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractExchange, AbstractRobustConnection
@@ -79,16 +78,13 @@ class RabbitMQPublisher:
         """
         if self._connection is not None:
             return
-        name = f"chatcore publisher ({socket.gethostname()} pid {os.getpid()})"
-        self._connection = RobustConnection(
-            make_url(self._url),
-            client_properties={"connection_name": name},
-            # Keep trying when the broker is down at start; aio-pika's default gives up.
-            fail_fast="0",
+        self._connection, self._setup, done = await start_robust(
+            self._url,
+            purpose="publisher",
             reconnect_interval=self._reconnect_interval,
+            wait=self._connect_timeout,
+            declare=self._declare,
         )
-        self._setup = asyncio.get_running_loop().create_task(self._declare(self._connection))
-        done, _ = await asyncio.wait({self._setup}, timeout=self._connect_timeout)
         if not done:
             _log.warning(
                 "RabbitMQ does not answer at start; integration events cannot be published "

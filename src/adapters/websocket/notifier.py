@@ -140,19 +140,16 @@ class RabbitMQNotifier:
         """
         if self._setup is not None:
             return
-        from aio_pika import RobustConnection  # noqa: PLC0415 - only processes that use it
-        from aio_pika.connection import make_url  # noqa: PLC0415
+        # Only processes that use RabbitMQ import aio-pika.
+        from adapters.rabbitmq.connection import start_robust  # noqa: PLC0415
 
-        name = f"chatcore notifications ({socket.gethostname()} pid {os.getpid()})"
-        self._connection = RobustConnection(
-            make_url(self._url),
-            client_properties={"connection_name": name},
-            # Keep trying when the broker is down at start; aio-pika's default gives up.
-            fail_fast="0",
+        self._connection, self._setup, done = await start_robust(
+            self._url,
+            purpose="notifications",
             reconnect_interval=self._reconnect_interval,
+            wait=self._start_timeout,
+            declare=self._declare,
         )
-        self._setup = asyncio.get_running_loop().create_task(self._declare(self._connection))
-        done, _ = await asyncio.wait({self._setup}, timeout=self._start_timeout)
         if not done:
             _log.warning(
                 "RabbitMQ does not answer at start; notifications reach this process's "
