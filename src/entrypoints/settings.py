@@ -64,7 +64,7 @@ class Settings:
     port: int = 8000
     database_url: str | None = None
     db_schema: str = "chat"
-    db_pool_size: int = 40
+    db_pool_size: int = 30
     data_dir: Path = Path(".chatcore")
     redis_url: str | None = None
     rabbitmq_url: str | None = None
@@ -275,7 +275,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=env_int(env, "PORT", 8000, 0, 65535),
         database_url=database_url,
         db_schema=schema,
-        db_pool_size=env_int(env, "DATABASE_POOL_SIZE", 40, 1, 1000),
+        db_pool_size=env_int(env, "DATABASE_POOL_SIZE", 30, 1, 1000),
         data_dir=Path(_text(env, "CHATCORE_DATA_DIR") or ".chatcore"),
         redis_url=redis_url,
         rabbitmq_url=rabbitmq_url,

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from adapters.memory import (
     InMemorySystemUsageReader,
@@ -528,6 +528,16 @@ class FlakyDatabase:
         return FlakyUnitOfWork(self, self.inner(user_id))
 
 
+class _PostgresError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _refused(sqlstate: str, message: str) -> DBAPIError:
+    return DBAPIError("connect", {}, _PostgresError(sqlstate, message))
+
+
 DATABASE_ERRORS = {
     "OperationalError": lambda: OperationalError(
         "SELECT 1", {}, ConnectionError("connection refused")
@@ -535,6 +545,11 @@ DATABASE_ERRORS = {
     "InterfaceError": lambda: InterfaceError("SELECT 1", {}, ConnectionError("connection closed")),
     "OSError": lambda: OSError(113, "No route to host"),
     "ConnectionRefusedError": lambda: ConnectionRefusedError(111, "Connection refused"),
+    # PostgreSQL refusing a new connection: every slot taken (53300), shutting down
+    # (57P01), still starting (57P03); the driver raises them as a generic DBAPIError.
+    "too many clients": lambda: _refused("53300", "sorry, too many clients already"),
+    "shutting down": lambda: _refused("57P01", "terminating connection due to shutdown"),
+    "starting up": lambda: _refused("57P03", "the database system is starting up"),
 }
 
 

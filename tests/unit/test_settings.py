@@ -62,7 +62,7 @@ def test_the_defaults() -> None:
     assert settings.port == 8000
     assert settings.database_url is None
     assert settings.db_schema == "chat"
-    assert settings.db_pool_size == 40
+    assert settings.db_pool_size == 30
     assert load_settings({"DATABASE_POOL_SIZE": "8"}).db_pool_size == 8
     assert settings.data_dir == Path(".chatcore")
     assert settings.jwt_issuer == "atma-auth-service"

@@ -63,7 +63,7 @@ def to_async_url(url: str) -> str:
     return _as_asyncpg(make_url(url)).render_as_string(hide_password=False)
 
 
-def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 40) -> AsyncEngine:
+def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 30) -> AsyncEngine:
     """An async engine on ``url`` whose statements address the tables in ``schema``.
 
     The pool keeps ``pool_size`` connections and opens up to half as many more under

@@ -132,10 +132,23 @@ def _archive(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]
     )
 
 
+# SQLSTATE classes that mean "the database cannot serve now", not "this statement is
+# wrong": connection exceptions (08), insufficient resources (53: too many clients,
+# out of memory, disk full) and operator intervention (57P: shutting down, starting up).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return isinstance(exc, OSError | TimeoutError)
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return _database(request, exc)
-    if isinstance(exc, OSError | TimeoutError):
+    if _database_unavailable(exc):
         return _database(request, exc)
     rid = request_id_of(request)
     _log.error("unhandled error", exc_info=exc, path=request.url.path)
