@@ -176,6 +176,16 @@ def sse(text: str) -> list[tuple[str, Any]]:
     return frames
 
 
+async def events_as_they_come(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    """The SSE events of a streamed response, each as soon as its last line arrived."""
+    buffer = ""
+    async for piece in response.aiter_text():
+        buffer += piece
+        *blocks, buffer = buffer.split("\n\n")
+        for event in sse("\n\n".join(blocks) + "\n\n"):
+            yield event
+
+
 def deltas(frames: list[tuple[str, Any]]) -> str:
     return "".join(data["delta"] for name, data in frames if name == "assistant_chunk")
 
@@ -413,13 +423,9 @@ async def test_a_stream_arrives_chunk_by_chunk(start: StartStack, fake: FakeOpen
         headers=stack.headers(user),
     ) as response:
         assert response.status_code == 200
-        buffer = ""
-        async for piece in response.aiter_text():
-            buffer += piece
-            *blocks, buffer = buffer.split("\n\n")
-            for name, _ in sse("\n\n".join(blocks) + "\n\n"):
-                if name == "assistant_chunk":
-                    arrivals.append(loop.time())
+        async for name, _ in events_as_they_come(response):
+            if name == "assistant_chunk":
+                arrivals.append(loop.time())
 
     assert len(arrivals) == 6
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
@@ -506,13 +512,11 @@ async def test_a_client_that_disconnects_cancels_the_upstream_call(
             headers=stack.headers(user),
         ) as response:
             assert response.status_code == 200
-            buffer = ""
-            async for piece in response.aiter_text():
-                buffer += piece
-                *blocks, buffer = buffer.split("\n\n")
-                received.extend(sse("\n\n".join(blocks) + "\n\n"))
-                if sum(name == "assistant_chunk" for name, _ in received) >= 3:
-                    break
+            async with contextlib.aclosing(events_as_they_come(response)) as events:
+                async for event in events:
+                    received.append(event)
+                    if sum(name == "assistant_chunk" for name, _ in received) >= 3:
+                        break
         # Leaving the block unread closes the connection.
         closed_at = asyncio.get_running_loop().time()
 

@@ -52,7 +52,7 @@ import collections
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
-from typing import Final, TypeAlias, cast
+from typing import Any, Final, TypeAlias, cast
 
 import httptools
 import httpx
@@ -624,26 +624,22 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         try:
             context = self._tls() if scheme == "https" else None
             async with asyncio.timeout(seconds):
-                if isinstance(loop, asyncio.BaseEventLoop):
-                    # asyncio's own loop tries a host's addresses (IPv6, IPv4) in
-                    # parallel, staggered; uvloop's has no such option, and tries them
-                    # one after the other.
-                    _, connection = await loop.create_connection(
-                        lambda: _Connection(self, key, loop),
-                        host,
-                        port,
-                        ssl=context,
-                        server_hostname=host if context is not None else None,
-                        happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
-                    )
-                else:
-                    _, connection = await loop.create_connection(
-                        lambda: _Connection(self, key, loop),
-                        host,
-                        port,
-                        ssl=context,
-                        server_hostname=host if context is not None else None,
-                    )
+                # asyncio's own loop tries a host's addresses (IPv6, IPv4) in
+                # parallel, staggered; uvloop's has no such option, and tries them one
+                # after the other.
+                staggered: dict[str, Any] = (
+                    {"happy_eyeballs_delay": _HAPPY_EYEBALLS_DELAY}
+                    if isinstance(loop, asyncio.BaseEventLoop)
+                    else {}
+                )
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self, key, loop),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                    **staggered,
+                )
         except BaseException as exc:
             self._total -= 1
             self._serve_waiter()
