@@ -126,7 +126,9 @@ async def _database(settings: Settings) -> _Storage:
         return await ping(engine)
 
     return _Storage(
-        PostgresUnitOfWorkFactory(engine),
+        # As many units of work at once as the pool has connections (size + overflow),
+        # the others served in arrival order.
+        PostgresUnitOfWorkFactory(engine, max_open=settings.db_pool_size * 3 // 2),
         PostgresSystemUsageReader(engine),
         where,
         ready,

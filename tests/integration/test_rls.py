@@ -514,3 +514,50 @@ async def test_on_conflict_still_checks_the_new_rows_owner(pg_engine: AsyncEngin
                     _INSERT_FOR_RESULT, {"id": uuid.uuid4(), "uid": alice, "result": taken}
                 )
         assert is_rls_violation(refused.value)
+
+
+async def test_units_of_work_give_their_place_back_however_they_end(pg_url: str) -> None:
+    engine = await _one_connection_engine(pg_url)
+    try:
+        factory = PostgresUnitOfWorkFactory(engine, max_open=1)
+        user = uuid.uuid4()
+
+        async def fails() -> None:
+            async with factory(user) as uow:
+                await (await uow.connection()).execute(text("SELECT 1"))
+                raise LookupError("the use case failed")
+
+        with pytest.raises(LookupError):
+            await fails()
+        # A place that was not given back would make the next one wait for ever.
+        async with asyncio.timeout(10), factory(user) as uow:
+            await uow.commit()
+        async with asyncio.timeout(10), factory(user):
+            pass  # never touched the database
+
+        started = asyncio.Event()
+
+        async def slow() -> None:
+            async with factory(user) as uow:
+                started.set()
+                await (await uow.connection()).execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(slow())
+        await started.wait()
+        waiting = asyncio.create_task(_checked_out_clean_via(factory, user))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # one at a time
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        await engine.dispose()
+
+
+async def _checked_out_clean_via(factory: PostgresUnitOfWorkFactory, user: UUID) -> None:
+    async with factory(user) as uow:
+        conn = await uow.connection()
+        current, _, setting = (await conn.execute(_IN_POOL_PROBE)).one()
+    assert current == APP_ROLE
+    assert setting == str(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
@@ -17,12 +19,52 @@ from adapters.postgres.repositories import (
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
 
-__all__ = ["PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
+__all__ = ["FairGate", "PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
 
 # A statement that touches the connection, run through SQLAlchemy after the driver
 # failed: if the connection is dead, SQLAlchemy invalidates it and every pooled
 # connection older than it (the database restarted), and says so.
 _PROBE = text("SELECT 1")
+
+
+class FairGate:
+    """At most ``capacity`` holders at once; waiters get in strictly in arrival order.
+
+    A released place goes straight to the first waiter, so a newcomer can never take it
+    first (SQLAlchemy's pool queue lets one: a woken waiter that finds its connection
+    taken waits again at the back, and under load some requests wait many times over).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._free = capacity
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(not f.done() for f in self._waiters)
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self.waiting:
+            self._free -= 1
+            return
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(ticket)
+        try:
+            await ticket
+        except asyncio.CancelledError:
+            if ticket.done() and not ticket.cancelled():
+                self.release()  # handed a place just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            ticket = self._waiters.popleft()
+            if not ticket.done():  # a waiter that gave up is skipped
+                ticket.set_result(None)
+                return
+        self._free += 1
 
 
 def _begin_scoped(user_id: UUID) -> str:
@@ -64,9 +106,11 @@ class PostgresUnitOfWork:
         usage: the user's usage ledger.
     """
 
-    def __init__(self, engine: AsyncEngine, user_id: UUID) -> None:
+    def __init__(self, engine: AsyncEngine, user_id: UUID, gate: FairGate | None = None) -> None:
         self.user_id = user_id
         self._engine = engine
+        self._gate = gate
+        self._holding = False
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
         self._scoped = False
@@ -94,16 +138,29 @@ class PostgresUnitOfWork:
         if self._entered:
             raise RuntimeError("a unit of work is used once")
         self._entered = True
+        if self._gate is not None:
+            await self._gate.acquire()
+            self._holding = True
         try:
-            await self._open()
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            # A pooled connection died while idle (the database restarted). SQLAlchemy
-            # has now invalidated every connection older than this moment, so one more
-            # try gets a fresh one — cheaper than pinging before every checkout.
-            await self._open()
+            try:
+                await self._open()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection died while idle (the database restarted).
+                # SQLAlchemy has now invalidated every connection older than this
+                # moment, so one more try gets a fresh one — cheaper than pinging
+                # before every checkout.
+                await self._open()
+        except BaseException:
+            self._leave_gate()
+            raise
         return self
+
+    def _leave_gate(self) -> None:
+        if self._holding and self._gate is not None:
+            self._holding = False
+            self._gate.release()
 
     async def _open(self) -> None:
         connection = await self._engine.connect()
@@ -134,6 +191,7 @@ class PostgresUnitOfWork:
         driver, self._driver = self._driver, None
         self._scoped = False
         if connection is None:
+            self._leave_gate()
             return
         try:
             if driver.is_in_transaction():
@@ -145,9 +203,12 @@ class PostgresUnitOfWork:
             if exc is None:
                 raise
         finally:
-            if not connection.invalidated and driver.is_in_transaction():
-                await connection.invalidate()
-            await connection.close()
+            try:
+                if not connection.invalidated and driver.is_in_transaction():
+                    await connection.invalidate()
+                await connection.close()
+            finally:
+                self._leave_gate()
 
     async def commit(self) -> None:
         """Commit the transaction; later statements run in a new, equally scoped one."""
@@ -161,11 +222,15 @@ class PostgresUnitOfWork:
 class PostgresUnitOfWorkFactory:
     """Opens :class:`PostgresUnitOfWork` on a shared engine; implements ``UnitOfWorkFactory``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, max_open: int | None = None) -> None:
+        """``max_open``: how many units of work may hold a connection at once (the
+        pool's size plus overflow); the others wait in arrival order. None: no limit
+        here, the pool's own queue decides."""
         self.engine = engine
         # The same pool; SQLAlchemy in autocommit mode leaves the transaction to the
         # unit of work (see PostgresUnitOfWork).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._gate = FairGate(max_open) if max_open is not None else None
 
     def __call__(self, user_id: UUID) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self._autocommit, user_id)
+        return PostgresUnitOfWork(self._autocommit, user_id, self._gate)
