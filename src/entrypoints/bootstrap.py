@@ -108,6 +108,7 @@ async def _database(settings: Settings) -> _Storage:
         PostgresSystemUsageReader,
         PostgresUnitOfWorkFactory,
         create_engine,
+        max_connections,
         migrate,
         ping,
         start_embedded,
@@ -126,9 +127,9 @@ async def _database(settings: Settings) -> _Storage:
         return await ping(engine)
 
     return _Storage(
-        # As many units of work at once as the pool has connections (size + overflow),
-        # the others served in arrival order.
-        PostgresUnitOfWorkFactory(engine, max_open=settings.db_pool_size * 3 // 2),
+        # As many units of work at once as the pool has connections, the others
+        # served in arrival order.
+        PostgresUnitOfWorkFactory(engine, max_open=max_connections(settings.db_pool_size)),
         PostgresSystemUsageReader(engine),
         where,
         ready,

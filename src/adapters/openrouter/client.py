@@ -392,6 +392,7 @@ class OpenRouterChatModel:
                         # The text of every event of one read goes out as one delta:
                         # tokens that arrived together are passed on together.
                         pieces: list[str] = []
+                        failure: ModelError | SSEError | None = None
                         try:
                             for event in parser.feed(data):
                                 text = state.take(event.data)
@@ -399,11 +400,14 @@ class OpenRouterChatModel:
                                     pieces.append(text)
                                 elif state.done:
                                     break
-                        finally:
-                            # An error chunk after some text of the same read: that
-                            # text was generated and goes out before the error.
-                            if pieces:
-                                yield StreamDelta("".join(pieces))
+                        except (ModelError, SSEError) as exc:
+                            failure = exc
+                        # An error after some text of the same read: that text was
+                        # generated, and goes out before the error.
+                        if pieces:
+                            yield StreamDelta("".join(pieces))
+                        if failure is not None:
+                            raise failure
                         if state.done:
                             break
                     if state.done:

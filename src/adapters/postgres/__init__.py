@@ -11,7 +11,7 @@ Typical use::
 """
 
 from adapters.postgres.analytics import PostgresSystemUsageReader
-from adapters.postgres.database import create_engine, ping, to_async_url
+from adapters.postgres.database import create_engine, max_connections, ping, to_async_url
 from adapters.postgres.embedded import start_embedded, stop_embedded
 from adapters.postgres.migrate import (
     alembic_config,
@@ -48,6 +48,7 @@ __all__ = [
     "alembic_config",
     "create_engine",
     "downgrade",
+    "max_connections",
     "metadata",
     "migrate",
     "migration_lock_key",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from adapters.postgres.tables import DEFAULT_SCHEMA
 
-__all__ = ["create_engine", "ping", "to_async_url"]
+__all__ = ["create_engine", "max_connections", "ping", "to_async_url"]
 
 _POSTGRES_SCHEMES = ("postgres", "postgresql")
 # libpq's names of the TLS modes, which asyncpg accepts as its ``ssl`` argument.
@@ -63,6 +63,12 @@ def to_async_url(url: str) -> str:
     return _as_asyncpg(make_url(url)).render_as_string(hide_password=False)
 
 
+def max_connections(pool_size: int) -> int:
+    """The most connections an engine of :func:`create_engine` opens: the pool's
+    ``pool_size`` plus an overflow of half as many under load."""
+    return pool_size + pool_size // 2
+
+
 def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 30) -> AsyncEngine:
     """An async engine on ``url`` whose statements address the tables in ``schema``.
 
@@ -86,7 +92,7 @@ def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 30) -
     return create_async_engine(
         to_async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size // 2,
+        max_overflow=max_connections(pool_size) - pool_size,
         pool_timeout=10,
         connect_args=connect_args,
         execution_options={"schema_translate_map": {None: schema}},

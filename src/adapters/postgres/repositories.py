@@ -320,7 +320,6 @@ _MESSAGE_COLUMNS = (
     _m.created_at,
 )
 
-_INSERT_MESSAGE = insert(messages)
 _GET_MESSAGE = select(*_MESSAGE_COLUMNS).where(
     _m.id == bindparam("message_id"), _m.conversation_id == bindparam("conversation_id")
 )
@@ -349,6 +348,9 @@ _MESSAGE_FIELDS = (
 def _message_values(prefix: str) -> dict[str, Any]:
     """Bind parameters for one message row, named ``<prefix><column>``."""
     return {name: bindparam(f"{prefix}{name}", type_=_m[name].type) for name in _MESSAGE_FIELDS}
+
+
+_INSERT_MESSAGE = insert(messages).values(_message_values("m0_"))
 
 
 def _message_params(message: Message, prefix: str) -> dict[str, Any]:
@@ -478,21 +480,7 @@ class PostgresMessageRepository:
         self._source = source
 
     async def add(self, message: Message) -> None:
-        await _execute(
-            self._source,
-            _INSERT_MESSAGE,
-            {
-                "id": message.id,
-                "conversation_id": message.conversation_id,
-                "user_id": message.user_id,
-                "sender_type": message.sender_type.value,
-                "content": message.content,
-                "parent_message_id": message.parent_message_id,
-                "status": message.status.value,
-                "metadata": message.metadata,
-                "created_at": message.created_at,
-            },
-        )
+        await _execute(self._source, _INSERT_MESSAGE, _message_params(message, "m0_"))
 
     async def append(self, *new: Message) -> None:
         """Insert new messages of one conversation and move its ``updated_at`` up to the
@@ -645,9 +633,7 @@ _USAGE_VALUES = {
 }
 _INSERT_USAGE = insert(usage_tracking).values(_USAGE_VALUES)
 _INSERT_ANSWER_WITH_USAGE = (
-    insert(usage_tracking)
-    .values(_USAGE_VALUES)
-    .add_cte(insert(messages).values(_message_values("m0_")).cte("answer"))
+    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_INSERT_MESSAGE.cte("answer"))
 )
 _SAVE_ANSWER_WITH_USAGE = (
     insert(usage_tracking).values(_USAGE_VALUES).add_cte(_SAVE_MESSAGE.cte("answer"))
