@@ -43,10 +43,13 @@ class FairGate:
 
     @property
     def waiting(self) -> int:
+        """How many wait (counted, for tests and diagnostics)."""
         return sum(not f.done() for f in self._waiters)
 
     async def acquire(self) -> None:
-        if self._free > 0 and not self.waiting:
+        # A free place means nobody waits: release() hands a place to a waiter rather
+        # than freeing it whenever there is one.
+        if self._free > 0:
             self._free -= 1
             return
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
