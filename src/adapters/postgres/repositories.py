@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -38,8 +38,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters.postgres.tables import conversations, messages, usage_tracking
 from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
@@ -70,20 +68,33 @@ class ConnectionSource(Protocol):
 
     user_id: UUID
 
-    async def connection(self) -> AsyncConnection:
-        """The connection, inside a transaction scoped to ``user_id``."""
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """Run ``statement`` inside a transaction scoped to ``user_id``; its rows."""
         ...
 
 
-async def _execute(source: ConnectionSource, statement: Executable, params: dict[str, Any]) -> Any:
-    connection = await source.connection()
+# SQLSTATE class of integrity constraint violations (unique, foreign key, check).
+_INTEGRITY_VIOLATION = "23"
+
+
+async def _execute(
+    source: ConnectionSource, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
     try:
-        return await connection.execute(statement, params)
-    except DBAPIError as exc:
-        # The in-memory adapter raises PermissionError for a row of another user; the
-        # database says the same thing with a policy violation. Keep the two alike.
-        if getattr(exc.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
-            raise PermissionError(str(exc.orig)) from exc
+        return await source.fetch(statement, params)
+    except Exception as exc:
+        # The in-memory adapter raises PermissionError for a row of another user and
+        # ValueError for a duplicate; the database says the same things with a policy
+        # violation and an integrity violation. Keep the two alike.
+        sqlstate = getattr(exc, "sqlstate", None)
+        if not isinstance(sqlstate, str):
+            raise
+        if sqlstate == _INSUFFICIENT_PRIVILEGE:
+            raise PermissionError(str(exc)) from exc
+        if sqlstate.startswith(_INTEGRITY_VIOLATION):
+            raise ValueError(str(exc)) from exc
         raise
 
 
@@ -212,7 +223,7 @@ class PostgresConversationRepository:
         self._source = source
 
     async def add(self, conversation: Conversation) -> None:
-        # A result that already has a conversation: the unique index raises IntegrityError.
+        # A result that already has a conversation: the unique index refuses it (ValueError).
         await _execute(self._source, _INSERT_CONVERSATION, _conversation_params(conversation))
 
     async def add_for_result(self, conversation: Conversation) -> bool:
@@ -224,17 +235,14 @@ class PostgresConversationRepository:
         """
         if conversation.result_id is None:
             raise ValueError("add_for_result needs a conversation with a result_id")
-        result = await _execute(
+        rows = await _execute(
             self._source, _INSERT_CONVERSATION_FOR_RESULT, _conversation_params(conversation)
         )
-        return result.first() is not None
+        return bool(rows)
 
     async def get(self, conversation_id: UUID) -> Conversation | None:
-        result = await _execute(
-            self._source, _GET_CONVERSATION, {"conversation_id": conversation_id}
-        )
-        row = result.first()
-        return None if row is None else _conversation(row)
+        rows = await _execute(self._source, _GET_CONVERSATION, {"conversation_id": conversation_id})
+        return _conversation(rows[0]) if rows else None
 
     async def get_with_recent(
         self, conversation_id: UUID, limit: int
@@ -242,12 +250,11 @@ class PostgresConversationRepository:
         if limit <= 0:
             conversation = await self.get(conversation_id)
             return None if conversation is None else (conversation, [])
-        result = await _execute(
+        rows = await _execute(
             self._source,
             _GET_CONVERSATION_WITH_RECENT,
             {"conversation_id": conversation_id, "limit": limit},
         )
-        rows = result.all()
         if not rows:
             return None
         conversation = _conversation(rows[0][:_CONVERSATION_WIDTH])
@@ -255,9 +262,8 @@ class PostgresConversationRepository:
         return conversation, recent
 
     async def get_by_result(self, result_id: str) -> Conversation | None:
-        result = await _execute(self._source, _GET_CONVERSATION_BY_RESULT, {"result_id": result_id})
-        row = result.first()
-        return None if row is None else _conversation(row)
+        rows = await _execute(self._source, _GET_CONVERSATION_BY_RESULT, {"result_id": result_id})
+        return _conversation(rows[0]) if rows else None
 
     async def save(self, conversation: Conversation) -> None:
         # A row that row-level security hides is simply not updated, like in memory.
@@ -301,8 +307,8 @@ class PostgresConversationRepository:
         statement = _list_conversations(
             single, where.context_type is not None, page.after is not None
         )
-        result = await _execute(self._source, statement, params)
-        return [_conversation(row) for row in result]
+        rows = await _execute(self._source, statement, params)
+        return [_conversation(row) for row in rows]
 
 
 # --- messages ----------------------------------------------------------------------
@@ -510,13 +516,12 @@ class PostgresMessageRepository:
         await _execute(self._source, statement, params)
 
     async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
-        result = await _execute(
+        rows = await _execute(
             self._source,
             _GET_MESSAGE,
             {"message_id": message_id, "conversation_id": conversation_id},
         )
-        row = result.first()
-        return None if row is None else _message(row)
+        return _message(rows[0]) if rows else None
 
     async def save(self, message: Message) -> None:
         await _execute(self._source, _SAVE_MESSAGE, _save_message_params(message))
@@ -525,7 +530,7 @@ class PostgresMessageRepository:
         if page.limit <= 0:
             return []
         if page.after is not None:
-            result = await _execute(
+            rows = await _execute(
                 self._source,
                 _LIST_MESSAGES_AFTER,
                 {
@@ -536,7 +541,7 @@ class PostgresMessageRepository:
                 },
             )
         else:
-            result = await _execute(
+            rows = await _execute(
                 self._source,
                 _LIST_MESSAGES,
                 {
@@ -545,15 +550,15 @@ class PostgresMessageRepository:
                     "offset": max(0, page.offset),
                 },
             )
-        return [_message(row) for row in result]
+        return [_message(row) for row in rows]
 
     async def recent(self, conversation_id: UUID, limit: int) -> builtins.list[Message]:
         if limit <= 0:
             return []
-        result = await _execute(
+        rows = await _execute(
             self._source, _RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit}
         )
-        return [_message(row) for row in result]
+        return [_message(row) for row in rows]
 
 
 # --- usage -------------------------------------------------------------------------
@@ -859,10 +864,8 @@ class PostgresUsageRepository:
     async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
         if not message_ids:
             return {}
-        result = await _execute(
-            self._source, _USAGE_FOR_MESSAGES, {"message_ids": list(message_ids)}
-        )
-        return {record.message_id: record for record in map(_usage, result)}
+        rows = await _execute(self._source, _USAGE_FOR_MESSAGES, {"message_ids": list(message_ids)})
+        return {record.message_id: record for record in map(_usage, rows)}
 
     async def _aggregate(
         self, window: UsageWindow, group_by: GroupBy | None, conversation_id: UUID | None
@@ -877,8 +880,7 @@ class PostgresUsageRepository:
         params = window_params(window, user_id=self._source.user_id)
         if conversation_id is not None:
             params["conversation_id"] = conversation_id
-        result = await _execute(self._source, statement, params)
-        return builtins.list(result.all())
+        return builtins.list(await _execute(self._source, statement, params))
 
     async def totals(self, window: UsageWindow, conversation_id: UUID | None = None) -> UsageTotals:
         return totals_from_rows(await self._aggregate(window, None, conversation_id))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.postgres.compiled import StatementCache
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
@@ -109,10 +111,17 @@ class PostgresUnitOfWork:
         usage: the user's usage ledger.
     """
 
-    def __init__(self, engine: AsyncEngine, user_id: UUID, gate: FairGate | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        user_id: UUID,
+        gate: FairGate | None = None,
+        statements: StatementCache | None = None,
+    ) -> None:
         self.user_id = user_id
         self._engine = engine
         self._gate = gate
+        self._statements = statements if statements is not None else statement_cache(engine)
         self._holding = False
         self._connection: AsyncConnection | None = None
         self._driver: Any = None
@@ -136,6 +145,32 @@ class PostgresUnitOfWork:
             # login role, outside row-level security.
             await self._begin()
         return connection
+
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """Run ``statement`` in the scoped transaction; its rows (for the repositories).
+
+        The statement runs on the driver connection, compiled once (see
+        :mod:`adapters.postgres.compiled`). Errors are the driver's, but for a
+        connection lost meanwhile, which is a :class:`ConnectionError`.
+        """
+        await self.connection()
+        driver = self._driver
+        compiled = self._statements(statement)
+        try:
+            if not compiled.resolved:
+                # Once per statement: how the server types its columns decides some of
+                # the conversions of what it returns.
+                described = await driver.prepare(compiled.sql)
+                oids = [attribute.type.oid for attribute in described.get_attributes()]
+                compiled = self._statements.resolve(statement, oids)
+            records = await driver.fetch(compiled.sql, *compiled.arguments(params))
+        except Exception as exc:
+            if driver.is_closed():
+                raise ConnectionError(f"the database connection was lost: {exc}") from exc
+            raise
+        return compiled.rows(records)
 
     async def __aenter__(self) -> Self:
         if self._entered:
@@ -197,7 +232,8 @@ class PostgresUnitOfWork:
             self._leave_gate()
             return
         try:
-            if driver.is_in_transaction():
+            # A connection lost meanwhile has nothing to roll back; it is discarded below.
+            if not driver.is_closed() and driver.is_in_transaction():
                 await driver.execute("ROLLBACK")
         except BaseException:
             # A failed (or cancelled) rollback must not hide the error that made us
@@ -207,7 +243,9 @@ class PostgresUnitOfWork:
                 raise
         finally:
             try:
-                if not connection.invalidated and driver.is_in_transaction():
+                if not connection.invalidated and (
+                    driver.is_closed() or driver.is_in_transaction()
+                ):
                     await connection.invalidate()
                 await connection.close()
             finally:
@@ -234,6 +272,14 @@ class PostgresUnitOfWorkFactory:
         # unit of work (see PostgresUnitOfWork).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._gate = FairGate(max_open) if max_open is not None else None
+        # Shared by every unit of work: each statement is compiled once per engine.
+        self.statements = statement_cache(engine)
 
     def __call__(self, user_id: UUID) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self._autocommit, user_id, self._gate)
+        return PostgresUnitOfWork(self._autocommit, user_id, self._gate, self.statements)
+
+
+def statement_cache(engine: AsyncEngine) -> StatementCache:
+    """A cache of statements compiled for ``engine``'s dialect and schema."""
+    options = engine.get_execution_options()
+    return StatementCache(engine.dialect, options.get("schema_translate_map") or {})
