@@ -40,6 +40,9 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     )
     structlog.configure(
         processors=[
+            # First: a line below the level costs one level check, not the whole chain
+            # (a debug line per domain event, the request line at LOG_LEVEL=warning).
+            structlog.stdlib.filter_by_level,
             *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
