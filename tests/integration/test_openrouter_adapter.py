@@ -165,6 +165,28 @@ async def test_complete_reply_usage_and_request_sent(
     assert "usage" not in request.body  # the deprecated usage.include is not sent
 
 
+async def test_requests_name_chatcore_and_carry_no_cookie_from_an_earlier_answer(
+    fake: FakeOpenRouter, model: OpenRouterChatModel
+) -> None:
+    # A gateway in front of the upstream may set a cookie on one user's request; the
+    # shared client must not send it along with the next user's.
+    fake.script(
+        "m",
+        Fail(503, headers={"Set-Cookie": "__cf_bm=abc123; Path=/; HttpOnly"}),
+        Reply("Hello."),
+        Reply("Hello again."),
+    )
+    with pytest.raises(ModelError):
+        await model.complete(ask())
+    assert (await model.complete(ask())).content == "Hello."
+    _, reply = await collect(model.stream(ask()))
+    assert reply.content == "Hello again."
+    assert len(fake.requests) == 3
+    for request in fake.requests:
+        assert request.headers["user-agent"].startswith("chatcore/")
+        assert "cookie" not in request.headers
+
+
 async def test_free_model_default_model_and_optional_headers(
     fake: FakeOpenRouter, make_model: ModelFactory
 ) -> None:

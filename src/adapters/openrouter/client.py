@@ -33,6 +33,7 @@ from adapters.openrouter.errors import (
 )
 from adapters.openrouter.sse import SSEError, SSEParser
 from adapters.openrouter.transport import HTTP1Transport
+from chatcore import __version__
 from chatcore.domain.message import Usage
 from chatcore.models import (
     ChatReply,
@@ -63,6 +64,7 @@ _DRAIN_SECONDS: Final = 0.25
 """How long to wait, after ``[DONE]``, for the end of the body (to reuse the connection)."""
 _MAX_CONNECT_SECONDS: Final = 10.0
 _KEEPALIVE_SECONDS: Final = 30.0
+_USER_AGENT: Final = f"chatcore/{__version__}".encode()
 
 
 # Wire types: lenient (unknown fields ignored, nulls tolerated) ------------------------
@@ -258,15 +260,16 @@ class OpenRouterChatModel:
         if not self._clients:
             raise ValueError("at least one client is needed")
         self._next = itertools.cycle(self._clients)
-        self._chat_url = base_url.rstrip("/") + "/chat/completions"
+        self._chat_url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         self._default_model = default_model
         self._timeout_s = timeout_ms / 1000
         self._timeout = httpx.Timeout(
             self._timeout_s, connect=min(_MAX_CONNECT_SECONDS, self._timeout_s)
-        )
+        ).as_dict()
         headers: dict[bytes, bytes] = {
             b"Authorization": _header_value(f"Bearer {api_key}"),
             b"Content-Type": b"application/json",
+            b"User-Agent": _USER_AGENT,
         }
         if referer:
             headers[b"HTTP-Referer"] = _header_value(referer)
@@ -296,6 +299,31 @@ class OpenRouterChatModel:
             }
         )
 
+    async def _send(self, body: bytes, headers: Mapping[bytes, bytes]) -> httpx.Response:
+        """POST ``body`` to the chat URL; the response with its body still unread.
+
+        With :func:`build_http_client`'s transport, the request goes to the transport
+        directly: what ``AsyncClient.send`` adds around it (authentication, redirects,
+        a cookie jar, event hooks) is nothing this client uses, and cost more CPU per
+        stream than the transport itself. Any other client (a proxy's) sends it.
+        """
+        client = next(self._next)
+        request = httpx.Request(
+            "POST",
+            self._chat_url,
+            content=body,
+            headers=headers,
+            extensions={"timeout": self._timeout},
+        )
+        transport = getattr(client, "_transport", None)
+        if isinstance(transport, HTTP1Transport):
+            if client.is_closed:
+                raise RuntimeError("the HTTP client has been closed")
+            response = await transport.handle_async_request(request)
+            response.request = request
+            return response
+        return await client.send(request, stream=True)
+
     async def complete(self, request: ChatRequest) -> ChatReply:
         """The whole answer to ``request``.
 
@@ -314,9 +342,11 @@ class OpenRouterChatModel:
         body = self._body(request, model, stream=False)
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await next(self._next).post(
-                    self._chat_url, content=body, headers=self._headers, timeout=self._timeout
-                )
+                response = await self._send(body, self._headers)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except (httpx.HTTPError, TimeoutError) as exc:
             raise error_from_exception(exc, model=model) from exc
         if not 200 <= response.status_code < 300:
@@ -364,12 +394,8 @@ class OpenRouterChatModel:
         state = _StreamState(model)
         whole: ChatReply | None = None
         try:
-            async with next(self._next).stream(
-                "POST",
-                self._chat_url,
-                content=body,
-                headers=self._stream_headers,
-                timeout=self._timeout,
+            async with contextlib.aclosing(
+                await self._send(body, self._stream_headers)
             ) as response:
                 if not 200 <= response.status_code < 300:
                     raise error_from_response(
