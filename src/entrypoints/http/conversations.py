@@ -7,7 +7,6 @@ from uuid import UUID
 
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
-from litestar.response import Stream
 
 from chatcore.domain import ContextType, ConversationStatus
 from chatcore.errors import ValidationError
@@ -32,7 +31,7 @@ from entrypoints.http.schemas import (
     message_out,
     usage_out,
 )
-from entrypoints.http.sse import sse_frames
+from entrypoints.http.sse import EventStream, sse_frames
 
 __all__ = ["ConversationController"]
 
@@ -219,14 +218,14 @@ class ConversationController(Controller):
         data: SendMessageBody,
         container: Container,
         principal: Principal,
-    ) -> Stream:
+    ) -> EventStream:
         updates = await container.messages.stream(
             principal.user_id,
             conversation_id,
             data.content,
             parent_message_id=data.parent_message_id,
         )
-        return Stream(
+        return EventStream(
             sse_frames(updates),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
