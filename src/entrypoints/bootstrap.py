@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -221,6 +222,7 @@ _LOUD = frozenset({"auth_failed", "payment_required"})
 
 def _event_subscriber(metrics: Metrics) -> Callable[[DomainEvent], Awaitable[None]]:
     log = get_logger("chatcore.events")
+    debug = logging.getLogger("chatcore.events")
 
     async def on_event(event: DomainEvent) -> None:
         metrics.observe_event(event)
@@ -238,7 +240,7 @@ def _event_subscriber(metrics: Metrics) -> Callable[[DomainEvent], Awaitable[Non
             log.info("model skipped", model=event.model, reason=event.reason)
         elif isinstance(event, ModelFellBack):
             log.info("fell back", model=event.model, after=event.from_models)
-        else:
+        elif debug.isEnabledFor(logging.DEBUG):  # one line per answer: only when asked for
             log.debug("domain event", kind=type(event).__name__)
 
     return on_event

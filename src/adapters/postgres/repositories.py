@@ -427,8 +427,8 @@ _RECENT_MESSAGES = (
 
 # The conversation and its newest messages in one round trip: the messages come from a
 # LATERAL subquery served by the (conversation_id, created_at, id) index, one row each;
-# the conversation's columns repeat on every row, but its JSON columns only on the
-# first, so that a large context_data is sent and decoded once.
+# the conversation's columns are only on the first row (NULL on the others), so that
+# they are sent and decoded once, however many messages come with them.
 _recent = (
     select(
         *_MESSAGE_COLUMNS,
@@ -443,7 +443,8 @@ _first_row = _recent.c.rn.is_(None) | (_recent.c.rn == 1)
 _GET_CONVERSATION_WITH_RECENT = (
     select(
         *(
-            case((_first_row, column)) if column.key in ("context_data", "metadata") else column
+            # The id is kept on every row: its type stays known to the driver.
+            column if column.key == "id" else case((_first_row, column))
             for column in _CONVERSATION_COLUMNS
         ),
         *(_recent.c[column.key] for column in _MESSAGE_COLUMNS),
@@ -464,16 +465,21 @@ def _save_message_params(message: Message) -> dict[str, Any]:
     }
 
 
+# Lookups by value: calling the enum class costs more than the rest of a row.
+_SENDER_TYPES = {member.value: member for member in SenderType}
+_MESSAGE_STATUSES = {member.value: member for member in MessageStatus}
+
+
 def _message(row: Sequence[Any]) -> Message:
     (id_, conversation_id, user_id, sender, content, parent, status, metadata, created) = row
     return Message(
         id=id_,
         conversation_id=conversation_id,
         user_id=user_id,
-        sender_type=SenderType(sender),
+        sender_type=_SENDER_TYPES.get(sender) or SenderType(sender),
         content=content,
         parent_message_id=parent,
-        status=MessageStatus(status),
+        status=_MESSAGE_STATUSES.get(status) or MessageStatus(status),
         metadata=metadata,
         created_at=created,
     )
