@@ -25,7 +25,7 @@ from chatcore.pagination import PageRequest
 from chatcore.services import CreateConversation
 from chatcore.services.messages import StreamText, StreamUpdate
 from chatcore.testing import InMemorySystem, in_memory_system
-from entrypoints.http.sse import KEEPALIVE, sse_frames
+from entrypoints.http.sse import KEEPALIVE, EventStream, LastChunk, sse_frames
 from tests.unit.conftest import MakeApi
 from tests.unit.http_support import Api, User, assert_error, parse_sse
 from tests.unit.models import FailingModel, ScriptedModel, SlowModel
@@ -469,3 +469,30 @@ async def test_a_failure_of_the_updates_reaches_the_server_after_what_came_befor
     with pytest.raises(RuntimeError, match="the stream broke"):
         await anext(frames)
     assert _names(seen) == ["event: assistant_chunk"]
+
+
+async def test_the_last_frames_are_marked_and_end_the_response_in_one_message() -> None:
+    system, cid = await _system_with(SlowModel(tokens=3))
+    updates = await system.messages.stream(USER, cid, "quick")
+    frames = [frame async for frame in sse_frames(updates, keepalive_seconds=5)]
+    assert [isinstance(f, LastChunk) for f in frames] == [False] * (len(frames) - 1) + [True]
+    assert _names(frames)[-1] == "event: complete"
+
+    updates = await system.messages.stream(USER, cid, "again")
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    async def receive() -> Any:
+        await asyncio.Event().wait()  # the client stays
+
+    response = EventStream(sse_frames(updates, keepalive_seconds=5)).to_asgi_response(
+        None, cast(Any, None)
+    )
+    await response.send_body(send, receive)
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert [m["more_body"] for m in bodies] == [True] * (len(bodies) - 1) + [False]
+    assert bodies[-1]["body"].rstrip().endswith(b"}")  # the complete frame, not b""
+    assert b"event: complete" in bodies[-1]["body"]
+    assert (await _assistant(system, cid)).status is MessageStatus.COMPLETE

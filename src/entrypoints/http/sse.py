@@ -22,7 +22,7 @@ from chatcore.services.messages import (
 )
 from entrypoints.http.schemas import message_out, usage_out
 
-__all__ = ["KEEPALIVE", "EventStream", "sse_frames"]
+__all__ = ["KEEPALIVE", "EventStream", "LastChunk", "sse_frames"]
 
 KEEPALIVE = b": keep-alive\n\n"
 _encode = msgspec.json.encode
@@ -55,6 +55,12 @@ def _render(update: StreamUpdate) -> bytes:
     if update.assistant_message is not None:
         payload["assistant_message"] = message_out(update.assistant_message)
     return _frame("error", payload)
+
+
+class LastChunk(bytes):
+    """The last chunk of :func:`sse_frames`: nothing follows it."""
+
+    __slots__ = ()
 
 
 _QUEUED_FRAMES = 64
@@ -106,7 +112,9 @@ async def sse_frames(
                     break
                 item = queue.get_nowait()
             if chunk:
-                yield b"".join(chunk)
+                # The end of the stream marks its last chunk, so that the response can
+                # end with it rather than with a write of its own.
+                yield (LastChunk if item == _DONE else bytes)(b"".join(chunk))
             if isinstance(item, BaseException):
                 raise item
             if item == _DONE:
@@ -131,6 +139,21 @@ class _EventStreamASGIResponse(ASGIStreamingResponse):
     """
 
     __slots__ = ()  # the same layout as its base: EventStream re-classes one
+
+    async def _stream(self, send: Send) -> None:
+        # As the base class, but a LastChunk ends the response in the same write.
+        async for chunk in self.iterator:
+            last = isinstance(chunk, LastChunk)
+            body = chunk if isinstance(chunk, bytes) else chunk.encode(self.encoding)
+            await send({"type": "http.response.body", "body": body, "more_body": not last})
+            if last:
+                break
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        aclose = getattr(self.iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         sender = asyncio.current_task()
