@@ -478,3 +478,20 @@ def test_arbitrary_profiles_never_raise(
     system, user = welcome_prompt(profile, lang)
     assert system.content.strip()
     assert user.content.strip()
+
+
+def test_a_label_with_line_or_record_separators_stays_on_its_line() -> None:
+    # str.splitlines() breaks at \x1c-\x1e, \x85, \u2028 and \u2029 too: a strength
+    # named so must not leave an empty bullet or a stray line in the welcome.
+    profile = parse_profile(
+        {"viaIs": {"Kindness\x1e- injected": 90, "Curiosity\u2028line": 80}},
+        {"strengths": ["Team\nwork"]},
+    )
+    assert "Kindness - injected" in profile.top_strengths()
+    assert "Curiosity line" in profile.top_strengths()
+    text = welcome_message(profile, "en")
+    for line in text.splitlines():
+        bullet = BULLET_RE.match(line)
+        if bullet:
+            assert bullet.group(1).strip()
+    assert "Team work" in parse_profile({}, {"strengths": ["Team\nwork"]}).strengths

@@ -120,10 +120,19 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _label(value: Any) -> str | None:
+    """A name shown inline (a strength, a list item): every run of whitespace, line and
+    record separators included, becomes one space, so that a label never breaks the
+    line it is written on."""
+    if isinstance(value, str):
+        return " ".join(value.split()) or None
+    return None
+
+
 def _texts(value: Any) -> tuple[str, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str | bytes):
         return ()
-    return tuple(t for t in (_text(v) for v in value) if t)
+    return tuple(t for t in (_label(v) for v in value) if t)
 
 
 def _scores(value: Any) -> dict[str, int]:
@@ -131,10 +140,11 @@ def _scores(value: Any) -> dict[str, int]:
         return {}
     out: dict[str, int] = {}
     for key, raw in value.items():
-        if not isinstance(key, str) or isinstance(raw, bool):
+        name = _label(key)
+        if name is None or isinstance(raw, bool):
             continue
         if isinstance(raw, int | float) and math.isfinite(raw):
-            out[key] = max(0, min(100, round(raw)))
+            out[name] = max(0, min(100, round(raw)))
     return out
 
 
