@@ -127,15 +127,19 @@ async def _database(settings: Settings) -> _Storage:
     async def ready() -> bool:
         return await ping(engine)
 
-    return _Storage(
-        # As many units of work at once as the pool has connections, the others
-        # served in arrival order.
-        PostgresUnitOfWorkFactory(engine, max_open=max_connections(settings.db_pool_size)),
-        PostgresSystemUsageReader(engine),
-        where,
-        ready,
-        engine.dispose,
+    # As many units of work at once as the pool has connections, the others served in
+    # arrival order; as many connections as the pool keeps stay with the units of work.
+    units = PostgresUnitOfWorkFactory(
+        engine, max_open=max_connections(settings.db_pool_size), keep=settings.db_pool_size
     )
+
+    async def close() -> None:
+        try:
+            await units.aclose()  # before dispose: kept connections go back to the pool
+        finally:
+            await engine.dispose()
+
+    return _Storage(units, PostgresSystemUsageReader(engine), where, ready, close)
 
 
 async def _openrouter(settings: Settings, closers: list[Closer]) -> ChatModel:

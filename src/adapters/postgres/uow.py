@@ -21,7 +21,7 @@ from adapters.postgres.repositories import (
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
 
-__all__ = ["FairGate", "PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
+__all__ = ["FairGate", "HeldConnections", "PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
 
 # A statement that touches the connection, run through SQLAlchemy after the driver
 # failed: if the connection is dead, SQLAlchemy invalidates it and every pooled
@@ -72,6 +72,73 @@ class FairGate:
         self._free += 1
 
 
+class HeldConnections:
+    """Connections taken from the engine's pool and kept, so that the next unit of work
+    reuses one without a checkout.
+
+    A SQLAlchemy checkout and return (a ``Connection``, the pool's events, the
+    isolation level set again) cost as much CPU as a statement; a unit of work of the
+    message route takes two. Up to ``keep`` connections stay checked out here between
+    units of work, newest first; the others go back to the engine's pool. They are
+    still SQLAlchemy's connections: opened with its settings and codecs, and
+    invalidated through it when they die.
+
+    :meth:`aclose` gives every kept connection back; call it before the engine's
+    ``dispose()``.
+    """
+
+    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+        self._engine = engine
+        self._keep = max(0, keep)
+        self._idle: list[tuple[AsyncConnection, Any]] = []
+        self._closed = False
+
+    @property
+    def idle(self) -> int:
+        """How many connections are kept, unused (for tests and diagnostics)."""
+        return len(self._idle)
+
+    async def take(self) -> tuple[AsyncConnection, Any]:
+        """A connection and its asyncpg connection: a kept one, else a new checkout."""
+        while self._idle:
+            connection, driver = self._idle.pop()
+            if not connection.invalidated and not driver.is_closed():
+                return connection, driver
+            await _close_quietly(connection)
+        connection = await self._engine.connect()
+        try:
+            raw = await connection.get_raw_connection()
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, raw.driver_connection
+
+    async def give_back(self, connection: AsyncConnection, driver: Any) -> None:
+        """Keep ``connection`` for the next unit of work, or return it to the engine."""
+        if self._closed or len(self._idle) >= self._keep or connection.invalidated:
+            await connection.close()
+        else:
+            self._idle.append((connection, driver))
+
+    async def forget(self) -> None:
+        """Return every kept connection to the engine (after one of them was found
+        dead: the database restarted, and they died with it)."""
+        idle, self._idle = self._idle, []
+        for connection, _ in idle:
+            await _close_quietly(connection)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self.forget()
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    try:
+        await connection.close()
+    except Exception:  # a dead connection: the pool discards it either way
+        return
+
+
 def _begin_scoped(user_id: UUID) -> str:
     """BEGIN and the scope as one simple-protocol round trip.
 
@@ -117,9 +184,11 @@ class PostgresUnitOfWork:
         user_id: UUID,
         gate: FairGate | None = None,
         statements: StatementCache | None = None,
+        held: HeldConnections | None = None,
     ) -> None:
         self.user_id = user_id
         self._engine = engine
+        self._held = held if held is not None else HeldConnections(engine, 0)
         self._gate = gate
         self._statements = statements if statements is not None else statement_cache(engine)
         self._holding = False
@@ -187,8 +256,9 @@ class PostgresUnitOfWork:
                     raise
                 # A pooled connection died while idle (the database restarted).
                 # SQLAlchemy has now invalidated every connection older than this
-                # moment, so one more try gets a fresh one — cheaper than pinging
-                # before every checkout.
+                # moment; the kept ones died too. One more try gets a fresh one —
+                # cheaper than pinging before every checkout.
+                await self._held.forget()
                 await self._open()
         except BaseException:
             self._leave_gate()
@@ -201,10 +271,9 @@ class PostgresUnitOfWork:
             self._gate.release()
 
     async def _open(self) -> None:
-        connection = await self._engine.connect()
+        connection, driver = await self._held.take()
         try:
-            raw = await connection.get_raw_connection()
-            self._driver = raw.driver_connection
+            self._driver = driver
             self._connection = connection
             try:
                 await self._begin()
@@ -247,7 +316,7 @@ class PostgresUnitOfWork:
                     driver.is_closed() or driver.is_in_transaction()
                 ):
                     await connection.invalidate()
-                await connection.close()
+                await self._held.give_back(connection, driver)
             finally:
                 self._leave_gate()
 
@@ -263,10 +332,12 @@ class PostgresUnitOfWork:
 class PostgresUnitOfWorkFactory:
     """Opens :class:`PostgresUnitOfWork` on a shared engine; implements ``UnitOfWorkFactory``."""
 
-    def __init__(self, engine: AsyncEngine, max_open: int | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, max_open: int | None = None, keep: int = 0) -> None:
         """``max_open``: how many units of work may hold a connection at once (the
         pool's size plus overflow); the others wait in arrival order. None: no limit
-        here, the pool's own queue decides."""
+        here, the pool's own queue decides. ``keep``: how many connections to keep
+        checked out between units of work (see :class:`HeldConnections`); then
+        :meth:`aclose` must run before the engine is disposed."""
         self.engine = engine
         # The same pool; SQLAlchemy in autocommit mode leaves the transaction to the
         # unit of work (see PostgresUnitOfWork).
@@ -274,9 +345,14 @@ class PostgresUnitOfWorkFactory:
         self._gate = FairGate(max_open) if max_open is not None else None
         # Shared by every unit of work: each statement is compiled once per engine.
         self.statements = statement_cache(engine)
+        self.held = HeldConnections(self._autocommit, keep)
 
     def __call__(self, user_id: UUID) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self._autocommit, user_id, self._gate, self.statements)
+        return PostgresUnitOfWork(self._autocommit, user_id, self._gate, self.statements, self.held)
+
+    async def aclose(self) -> None:
+        """Return the kept connections to the engine's pool."""
+        await self.held.aclose()
 
 
 def statement_cache(engine: AsyncEngine) -> StatementCache:
