@@ -142,18 +142,16 @@ async def _close_quietly(connection: AsyncConnection) -> None:
 def _begin_scoped(user_id: UUID) -> str:
     """BEGIN and the scope as one simple-protocol round trip.
 
-    Both settings are transaction-local (``is_local = true``): they end with the
+    Both settings are transaction-local (``SET LOCAL``): they end with the
     transaction, so a pooled connection never carries one user's identity into another's
-    request. ``set_config('role', ...)`` is what ``SET LOCAL ROLE`` does: current_user
-    becomes the unprivileged role, to which row-level security applies even when the
-    login role is a superuser or owns the tables. The simple protocol takes no
-    parameters, so the user id is written into the text: ``str(UUID)`` is only hex
-    digits and dashes, and the role and setting names are our own constants.
+    request. ``SET LOCAL ROLE`` makes current_user the unprivileged role, to which
+    row-level security applies even when the login role is a superuser or owns the
+    tables. Utility commands, not a ``SELECT set_config(...)``: the server neither plans
+    them nor sends a row back. The simple protocol takes no parameters, so the user id
+    is written into the text: ``str(UUID)`` is only hex digits and dashes, and the role
+    and setting names are our own constants.
     """
-    return (
-        f"BEGIN; SELECT set_config('role', '{APP_ROLE}', true), "
-        f"set_config('{USER_SETTING}', '{UUID(str(user_id))}', true)"
-    )
+    return f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}'"
 
 
 class PostgresUnitOfWork:
