@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 import chatcore
 from adapters.memory import InMemoryUnitOfWorkFactory
 from entrypoints.bootstrap import Container, bootstrap
-from entrypoints.http.app import create_app
+from entrypoints.http.app import GC_YOUNG_THRESHOLD, create_app
 from tests.unit.conftest import MakeApi
 from tests.unit.http_support import Api, assert_ok, make_settings
 
@@ -158,15 +158,20 @@ def test_a_server_app_moves_its_start_up_objects_out_of_the_collectors_reach(
     tmp_path: Path,
 ) -> None:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         quiet = create_app(make_settings(tmp_path), uow=InMemoryUnitOfWorkFactory())
         with TestClient(quiet):
-            assert gc.get_freeze_count() == 0  # tests and embedders keep a normal collector
+            # Tests and embedders keep a normal collector.
+            assert gc.get_freeze_count() == 0
+            assert gc.get_threshold() == thresholds
         server = create_app(
             make_settings(tmp_path), uow=InMemoryUnitOfWorkFactory(), freeze_gc=True
         )
         with TestClient(server) as client:
             assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *thresholds[1:])
             assert client.get("/health/live").status_code == 200
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
