@@ -426,7 +426,9 @@ _RECENT_MESSAGES = (
 
 
 # The conversation and its newest messages in one round trip: the messages come from a
-# LATERAL subquery served by the (conversation_id, created_at, id) index, one row each;
+# LATERAL subquery, a backward scan of the (conversation_id, created_at, id) index that
+# stops at the limit (bitmap scans are off in the service's transactions, decision
+# 0012: a bitmap scan would read the whole conversation and sort it), one row each;
 # the conversation's columns are only on the first row (NULL on the others), so that
 # they are sent and decoded once, however many messages come with them.
 _recent = (

@@ -150,8 +150,17 @@ def _begin_scoped(user_id: UUID) -> str:
     them nor sends a row back. The simple protocol takes no parameters, so the user id
     is written into the text: ``str(UUID)`` is only hex digits and dashes, and the role
     and setting names are our own constants.
+
+    ``enable_bitmapscan`` is off for the service's transactions (decision 0012): every
+    statement they run reads one user's rows through an index that gives them in the
+    order asked for, and a bitmap scan, which loses that order, was the planner's pick
+    for a conversation's newest messages whenever it guessed the conversation short:
+    it then read the whole conversation and sorted it, however long.
     """
-    return f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}'"
+    return (
+        f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}';"
+        " SET LOCAL enable_bitmapscan = off"
+    )
 
 
 class PostgresUnitOfWork:
