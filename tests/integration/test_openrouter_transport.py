@@ -417,6 +417,86 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     assert len(server.peers) == 2
 
 
+def closing_on(request_number: int, *, reset: bool = False, first: bytes = b"") -> Handler:
+    """A handler answering every request on a connection until its
+    ``request_number``-th, which it reads and then closes the connection on, after
+    writing ``first`` (with a reset rather than an orderly close when ``reset``)."""
+
+    async def handle(peer: Peer, request: Request) -> bool:
+        if len(peer.requests) < request_number:
+            await peer.send(response())
+            return True
+        if first:
+            await peer.send(first)
+        if reset:
+            peer.writer.transport.abort()
+        return False
+
+    return handle
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
+async def test_a_reused_connection_closed_unanswered_is_retried_once_on_a_new_one(
+    reset: bool,
+) -> None:
+    # The keep-alive race: the server gives up an idle connection just as the client
+    # sends on it. Not one byte of an answer came, so the request is sent again.
+    async with (
+        RawServer(closing_on(2, reset=reset)) as server,
+        client(max_connections=1) as (http, transport),
+    ):
+        assert (await http.get(server.url("/1"))).content == b"hello"
+        assert (await http.get(server.url("/2"))).content == b"hello"
+        assert (transport.connections, transport.idle_connections) == (1, 1)
+    assert server.arrivals == ["/1", "/2", "/2"]
+    assert [len(peer.requests) for peer in server.peers] == [2, 1]
+
+
+async def test_the_retry_is_made_once_and_a_new_connection_is_not_retried() -> None:
+    async def handle(peer: Peer, request: Request) -> bool:
+        if server.arrivals == ["/1"]:
+            await peer.send(response())
+            return True
+        return False  # every later request: closed unanswered
+
+    async with RawServer(handle) as server, client() as (http, transport):
+        await http.get(server.url("/1"))
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(server.url("/2"))  # the reused connection, then one new one
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(server.url("/3"))  # a new connection: not sent again
+        assert transport.connections == 0
+    assert server.arrivals == ["/1", "/2", "/2", "/3"]
+
+
+@pytest.mark.parametrize(
+    "first", [b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 200 OK\r\n"], ids=["head", "line"]
+)
+async def test_a_reused_connection_closed_after_some_bytes_is_not_retried(first: bytes) -> None:
+    async with RawServer(closing_on(2, first=first)) as server, client() as (http, transport):
+        await http.get(server.url("/1"))
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(server.url("/2"))
+        assert transport.connections == 0
+    assert server.arrivals == ["/1", "/2"]
+
+
+async def test_a_reused_connection_that_times_out_is_not_retried() -> None:
+    async def handle(peer: Peer, request: Request) -> bool:
+        if request.target == "/1":
+            await peer.send(response())
+            return True
+        await peer.reader.read()  # never answers
+        return False
+
+    async with RawServer(handle) as server, client() as (http, transport):
+        await http.get(server.url("/1"))
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(server.url("/2"), timeout=httpx.Timeout(1.0, read=0.05))
+        assert transport.connections == 0
+    assert server.arrivals == ["/1", "/2"]
+
+
 async def test_a_response_dropped_unclosed_gives_its_place_back() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     async with (

@@ -17,6 +17,9 @@ Connections:
   so is a connection the server closed, one that received bytes it was not asked for,
   one whose response said ``Connection: close`` (or was HTTP/1.0 without keep-alive),
   and one whose response was not read to its end;
+* a request on a reused connection that the server closes or resets before a byte of
+  the response arrives (it gave the idle connection up as the request was written) is
+  sent once more, on a new connection; nothing else is retried;
 * ``https`` URLs are served over TLS (``ssl_context``, with the URL's host as server
   name); ``http`` URLs over plain TCP.
 
@@ -283,6 +286,16 @@ class _Connection(asyncio.Protocol):
             and not self._transport.is_closing()
         )
 
+    def went_silent(self) -> bool:
+        """Whether the connection ended without a byte of the current request's
+        response (closed or reset by the server), rather than timing out or failing
+        to parse."""
+        return (
+            self.lost
+            and self._head_bytes == 0
+            and not isinstance(self._error, httpx.TimeoutException)
+        )
+
     def close(self) -> None:
         """Close the socket at once (nothing is left to send)."""
         if self._transport is not None:
@@ -501,18 +514,33 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         key: _Key = (scheme, host, url.port or _DEFAULT_PORTS[scheme])
         timeouts = request.extensions.get("timeout")
         data, close = await self._encode(request)
-        connection = await self._acquire(key, _timeout(timeouts, "pool"))
-        if connection is None:
-            connection = await self._connect(key, _timeout(timeouts, "connect"))
         read_timeout = _timeout(timeouts, "read")
-        try:
-            connection.start(head_request=request.method == "HEAD", close=close)
-            await connection.send(data, _timeout(timeouts, "write"))
-            status, headers, reason = await connection.read_head(read_timeout)
-        except BaseException:
-            connection.close()
-            self._release(connection)
-            raise
+        connection = await self._acquire(key, _timeout(timeouts, "pool"))
+        reused = connection is not None
+        while True:
+            if connection is None:
+                connection = await self._connect(key, _timeout(timeouts, "connect"))
+            try:
+                connection.start(head_request=request.method == "HEAD", close=close)
+                await connection.send(data, _timeout(timeouts, "write"))
+                status, headers, reason = await connection.read_head(read_timeout)
+            except httpx.TransportError:
+                # The keep-alive race: the server closed an idle connection just as it
+                # was reused, before one byte of an answer. Once, on a new connection
+                # that takes the old one's place in the pool.
+                if reused and connection.went_silent() and not connection.discarded:
+                    self._retire(connection)
+                    connection = None
+                    reused = False
+                    continue
+                connection.close()
+                self._release(connection)
+                raise
+            except BaseException:
+                connection.close()
+                self._release(connection)
+                raise
+            break
         return httpx.Response(
             status,
             headers=headers,
@@ -690,6 +718,14 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         connection.idle_since = connection.loop.time()
         self._idle.setdefault(connection.key, {})[connection] = None
         self._idle_count += 1
+
+    def _retire(self, connection: _Connection) -> None:
+        """Close a busy ``connection`` and keep its slot for the connection that
+        replaces it."""
+        connection.active = False
+        connection.discarded = True
+        self._busy.discard(connection)
+        connection.close()
 
     def _lost(self, connection: _Connection) -> None:
         """The socket of ``connection`` closed (by either side)."""
