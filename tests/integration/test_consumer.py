@@ -403,8 +403,60 @@ async def test_a_consumer_killed_mid_message_loses_nothing(
     [conversation] = system.conversations(archive_v2["id"])
     assert [m.metadata["kind"] for m in system.messages(conversation)] == ["welcome"]
     assert doomed.stats.handled == 0
+    assert survivor.stats.retried == 1  # the interrupted run counted as an attempt
     assert await broker.ready_count(broker.topology.queue) == 0
     assert await broker.ready_count(broker.topology.dead_letter_queue) == 0
+
+
+async def test_a_message_that_kills_every_consumer_ends_in_the_dead_letter_queue(
+    broker: Broker,
+    consumers: Any,
+    source: InMemoryAssessmentSource,
+    completed: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A poison message: each consumer that takes it dies before settling it (as a
+    # process killed by a crash or the OOM killer). Classic queues do not count that.
+    system = build_system(source)
+    runs = 0
+    entered = asyncio.Event()
+
+    async def crashes(event: AnalysisEvent) -> object:
+        nonlocal runs
+        runs += 1
+        entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    message_id = ""
+    for _ in range(3):
+        consumer = await consumers(crashes, max_attempts=3)
+        message_id = message_id or await broker.publish_event(completed)
+        await asyncio.wait_for(entered.wait(), WAIT)
+        entered.clear()
+        connection = consumer._connection
+        assert connection is not None
+        await connection.close()  # the process dies with the delivery unsettled
+        await eventually(lambda c=consumer: c.in_flight == 0, what="the dead handler to go")
+        await consumer.stop(timeout=0)
+
+    last = await consumers(system.service.handle, max_attempts=3)
+    await eventually(lambda: last.stats.dead_lettered == 1, what="the dead letter")
+    # Three runs, each interrupted and each counted when the broker redelivered it; the
+    # redelivery after the third is dead-lettered without running the handler again.
+    assert runs == 3
+    assert last.stats.handled == 0
+    [dead] = await broker.get_all(broker.topology.dead_letter_queue)
+    assert dead.message_id == message_id
+    assert json.loads(dead.body) == completed
+    assert dead.headers[ATTEMPTS_HEADER] == 3
+    reason = str(dead.headers[REASON_HEADER])
+    assert reason.startswith("failed 3 attempt(s); last error: InterruptedAttemptError")
+    assert "redelivered by the broker" in reason
+    assert system.conversations(completed["resultId"]) == []
+    assert await broker.ready_count(broker.topology.queue) == 0
+    for retry_queue in broker.topology.retry_queues:
+        assert await broker.ready_count(retry_queue) == 0
 
 
 async def test_the_publisher_without_a_broker() -> None:

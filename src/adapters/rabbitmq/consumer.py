@@ -6,6 +6,11 @@ What happens to a delivery (see :mod:`adapters.rabbitmq.topology` for the queues
   ``<queue>.dlq`` at once, with ``x-chatcore-reason`` (the decode error) and the original
   routing key, exchange and properties, then the original is acked;
 - the handler returns: the delivery is acked (only then: its effects are committed);
+- the broker redelivers it (``redelivered``: a consumer had it and never settled it,
+  because it stopped, crashed or lost its connection while handling it): that run is
+  counted as a failed attempt and the message takes the retry path below without
+  running the handler now, so a message that kills the process each time is
+  dead-lettered after ``max_attempts`` instead of coming back for ever;
 - the handler raises (``ArchiveUnavailableError``, a database error, anything else: all
   are taken as passing): the message is published to the retry queue of the next delay
   with ``x-chatcore-attempts`` incremented, then acked; it comes back to ``<queue>``
@@ -97,6 +102,16 @@ class ConsumerStats:
     requeued: int = 0
     unacknowledged: int = 0
     """Settlements the broker refused (the channel was gone): it redelivers those."""
+
+
+class InterruptedAttemptError(Exception):
+    """The last attempt at a message did not finish (what a redelivery means)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "redelivered by the broker: the consumer that had it stopped, crashed or "
+            "lost its connection before settling it"
+        )
 
 
 def _text(value: object, limit: int = _MAX_HEADER_TEXT) -> str:
@@ -405,6 +420,13 @@ class AnalysisConsumer:
             "attempt": f"{attempt}/{self.max_attempts}",
             "redelivered": True if message.redelivered else None,
         }
+        if message.redelivered:
+            # The broker delivered it before and it was never settled: the consumer that
+            # had it stopped, crashed or lost its connection while handling it. That run
+            # counts as a failed attempt, so that a message that kills the process every
+            # time ends in the dead-letter queue instead of being redelivered for ever.
+            await self._failed(message, attempt, InterruptedAttemptError(), fields, traceback=False)
+            return
         started = time.perf_counter()
         try:
             await self._handler(event)
