@@ -32,7 +32,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the library."""
+    """mypy --strict over the library, its tests and its benchmarks."""
     session.run("mypy")
 
 

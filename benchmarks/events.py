@@ -49,7 +49,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -530,6 +530,11 @@ def _rates(text: str) -> tuple[float | None, ...]:
     return tuple(rates)
 
 
+def _close_all(clients: Iterable[WsClient]) -> None:
+    for client in clients:
+        client.close()
+
+
 async def run(args: argparse.Namespace) -> int:
     raise_file_limit(4096)
     names = run_names("bench-events")
@@ -601,7 +606,7 @@ async def run(args: argparse.Namespace) -> int:
             [(index, tokens[user]) for index, user in enumerate(users)],
             journey.on_frame,
         )
-        stack.callback(lambda: [client.close() for client in sockets])
+        stack.callback(_close_all, sockets)
         if failures:
             raise SystemExit(f"opening the sockets failed: {dict(failures)}")
         print(f"{len(sockets)} sockets open and authenticated")

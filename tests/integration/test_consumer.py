@@ -429,16 +429,21 @@ async def test_a_message_that_kills_every_consumer_ends_in_the_dead_letter_queue
         raise AssertionError("unreachable")
 
     message_id = ""
-    for _ in range(3):
+
+    async def dies_with_it() -> None:
+        nonlocal message_id
         consumer = await consumers(crashes, max_attempts=3)
-        message_id = message_id or await broker.publish_event(completed)
+        message_id = message_id or await broker.publish_event(completed)  # once bound
         await asyncio.wait_for(entered.wait(), WAIT)
         entered.clear()
         connection = consumer._connection
         assert connection is not None
         await connection.close()  # the process dies with the delivery unsettled
-        await eventually(lambda c=consumer: c.in_flight == 0, what="the dead handler to go")
+        await eventually(lambda: consumer.in_flight == 0, what="the dead handler to go")
         await consumer.stop(timeout=0)
+
+    for _ in range(3):
+        await dies_with_it()
 
     last = await consumers(system.service.handle, max_attempts=3)
     await eventually(lambda: last.stats.dead_lettered == 1, what="the dead letter")

@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,7 +176,9 @@ def sse(text: str) -> list[tuple[str, Any]]:
     return frames
 
 
-async def events_as_they_come(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+async def events_as_they_come(
+    response: httpx.Response,
+) -> AsyncGenerator[tuple[str, Any], None]:
     """The SSE events of a streamed response, each as soon as its last line arrived."""
     buffer = ""
     async for piece in response.aiter_text():

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import jwt
@@ -272,7 +272,7 @@ class Api:
 
     @property
     def app(self) -> ChatcoreApp:
-        return self.client.app
+        return cast(ChatcoreApp, self.client.app)
 
     @property
     def container(self) -> Container:

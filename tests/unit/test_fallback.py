@@ -132,7 +132,7 @@ async def test_retry_after_cools_the_model_down_until_it_expires() -> None:
 
 
 async def test_without_retry_after_the_backoff_grows_and_resets_on_success() -> None:
-    failures = [err(FailureKind.UNAVAILABLE, A) for _ in range(3)]
+    failures: list[object] = [err(FailureKind.UNAVAILABLE, A) for _ in range(3)]
     model = ScriptedModel({A: failures})
     gw, events, clock = gateway(model)
     cooldowns = []

@@ -248,7 +248,7 @@ async def test_message_pagination_and_get_with_messages() -> None:
     conv = await s.conversations.create(ALICE, CreateConversation())
     for i in range(5):
         await s.messages.send(ALICE, conv.id, f"q{i}")
-    seen = []
+    seen: list[str] = []
     request = PageRequest(limit=3)
     while True:
         page = (await s.messages.list(ALICE, conv.id, request)).page

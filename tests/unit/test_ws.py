@@ -431,7 +431,7 @@ async def test_the_heartbeat_sweep_pings_every_idle_socket_in_batches() -> None:
     hub = ConnectionHub(ping_interval=1.0)
     sockets = [Sock() for _ in range(600)]
     for sock in sockets:
-        hub.register(uuid.uuid4(), sock)  # type: ignore[arg-type]
+        hub.register(uuid.uuid4(), sock)
     sent = await hub._sweep(batch=100)
     await asyncio.sleep(0.05)
     assert sent == 600
