@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.openrouter import OpenRouterChatModel
 from adapters.openrouter.errors import (
     ContextTooLongError,
     error_from_exception,
@@ -24,7 +23,7 @@ from adapters.openrouter.errors import (
     parse_requested_tokens,
     parse_retry_after,
 )
-from chatcore.models import ChatMessage, ChatRequest, FailureKind, ModelError
+from chatcore.models import FailureKind, ModelError
 
 NOW = datetime(2025, 3, 7, 12, 0, 0, tzinfo=UTC)
 K = FailureKind
@@ -394,30 +393,3 @@ def test_exceptions(exc: BaseException, kind: FailureKind) -> None:
     assert error.kind is kind
     assert error.model == "m"
     assert type(exc).__name__ in error.message
-
-
-async def test_calls_are_spread_over_several_client_pools() -> None:
-    counts = [0, 0]
-
-    def handler(index: int) -> httpx.MockTransport:
-        def reply(request: httpx.Request) -> httpx.Response:
-            counts[index] += 1
-            return httpx.Response(
-                200,
-                json={
-                    "model": "m:free",
-                    "choices": [{"message": {"role": "assistant", "content": "hi"}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
-                },
-            )
-
-        return httpx.MockTransport(reply)
-
-    clients = [httpx.AsyncClient(transport=handler(i)) for i in range(2)]
-    model = OpenRouterChatModel(client=clients, api_key="k", base_url="http://127.0.0.1:1/v1")
-    request = ChatRequest(messages=(ChatMessage("user", "hello"),), model="m:free")
-    for _ in range(4):
-        assert (await model.complete(request)).content == "hi"
-    assert counts == [2, 2]
-    for client in clients:
-        await client.aclose()

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Final
 
 import httpx
@@ -216,9 +215,7 @@ class OpenRouterChatModel:
 
     Args:
         client: The shared, pooled HTTP client (see :func:`build_http_client`); owned
-            by the caller, which closes it. A sequence of clients is still accepted
-            (calls are spread over them round-robin), but one client with
-            :func:`build_http_client`'s transport needs no spreading.
+            by the caller, which closes it.
         api_key: The OpenRouter API key.
         base_url: The API root, without a trailing ``/chat/completions``.
         referer: Sent as ``HTTP-Referer`` (OpenRouter's app attribution), if set.
@@ -232,10 +229,9 @@ class OpenRouterChatModel:
 
     __slots__ = (
         "_chat_url",
-        "_clients",
+        "_client",
         "_default_model",
         "_headers",
-        "_next",
         "_stream_headers",
         "_timeout",
         "_timeout_s",
@@ -244,7 +240,7 @@ class OpenRouterChatModel:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient | Sequence[httpx.AsyncClient],
+        client: httpx.AsyncClient,
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         referer: str | None = None,
@@ -256,10 +252,7 @@ class OpenRouterChatModel:
             raise ValueError("api_key must not be empty")
         if timeout_ms <= 0:
             raise ValueError("timeout_ms must be positive")
-        self._clients = (client,) if isinstance(client, httpx.AsyncClient) else tuple(client)
-        if not self._clients:
-            raise ValueError("at least one client is needed")
-        self._next = itertools.cycle(self._clients)
+        self._client = client
         self._chat_url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         self._default_model = default_model
         self._timeout_s = timeout_ms / 1000
@@ -307,7 +300,7 @@ class OpenRouterChatModel:
         a cookie jar, event hooks) is nothing this client uses, and cost more CPU per
         stream than the transport itself. Any other client (a proxy's) sends it.
         """
-        client = next(self._next)
+        client = self._client
         request = httpx.Request(
             "POST",
             self._chat_url,
