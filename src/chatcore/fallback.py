@@ -34,6 +34,7 @@ from datetime import time as dtime
 from typing import Protocol
 
 from chatcore.context import fit_messages
+from chatcore.domain.message import Usage
 from chatcore.events import ModelCallFailed, ModelFellBack, ModelSkipped
 from chatcore.models import (
     ChatReply,
@@ -125,7 +126,7 @@ class FreeQuota:
 
 
 class ModelHealth:
-    """Per-model cool-downs and learnt context windows (per process)."""
+    """Per-model cool-downs, learnt context windows and learnt prices (per process)."""
 
     def __init__(self, clock: Clock, policy: CooldownPolicy | None = None) -> None:
         self._clock = clock
@@ -133,6 +134,7 @@ class ModelHealth:
         self._until: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._windows: dict[str, int] = {}
+        self._prices: dict[str, float] = {}
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
@@ -166,6 +168,16 @@ class ModelHealth:
     def learn_context_window(self, model: str, tokens: int) -> None:
         known = self._windows.get(model)
         self._windows[model] = tokens if known is None else min(known, tokens)
+
+    def learn_price(self, model: str, usage: Usage) -> None:
+        """Note what ``model`` charged per token in an answer that reported its cost."""
+        if usage.cost > 0 and usage.total_tokens > 0:
+            self._prices[model] = usage.cost / usage.total_tokens
+
+    def price_per_token(self, model: str) -> float | None:
+        """USD per token (prompt and completion together) of ``model``'s latest answer
+        that reported a cost; None when none has since the process started."""
+        return self._prices.get(model)
 
 
 @dataclass(slots=True, frozen=True)
@@ -342,8 +354,18 @@ class ModelGateway:
             return None
         return replace(request, messages=messages)
 
-    async def _answered(self, attempts: list[Attempt], model: str) -> None:
+    def estimate_cost(self, model: str, tokens: int) -> float | None:
+        """What ``tokens`` (prompt and completion) of ``model`` likely cost, for an answer
+        whose usage never came (cut short): 0 for a free model, else at the price of
+        its latest answer that reported one; None when that price is not known."""
+        if is_free_model(model):
+            return 0.0
+        price = self.health.price_per_token(model)
+        return None if price is None else price * tokens
+
+    async def _answered(self, attempts: list[Attempt], model: str, usage: Usage) -> None:
         self.health.record_success(model)
+        self.health.learn_price(model, usage)
         earlier = [a.model for a in attempts]
         attempts.append(Attempt(model, "answered"))
         if earlier:
@@ -375,7 +397,7 @@ class ModelGateway:
                         retried = True  # once more, trimmed to the window just learnt
                         continue
                     break
-                await self._answered(attempts, model)
+                await self._answered(attempts, model, reply.usage)
                 elapsed = round((time.perf_counter() - started) * 1000)
                 return GatewayReply(
                     reply=reply, attempts=tuple(attempts), time_to_first_token_ms=elapsed
@@ -425,7 +447,7 @@ class ModelGateway:
                     break
                 finally:
                     await upstream.aclose()
-                await self._answered(attempts, model)
+                await self._answered(attempts, model, end.usage)
                 yield GatewayReply(
                     reply=end, attempts=tuple(attempts), time_to_first_token_ms=first_token_ms
                 )

@@ -54,6 +54,14 @@ class FailingModel:
         yield StreamDelta("")  # type: ignore[unreachable]  # makes this an async generator
 
 
+def _usage(model: str) -> Usage:
+    """What a scripted answer reports: 13 tokens, 0.002 USD unless the model is free."""
+    free = model.endswith(":free")
+    return Usage(
+        prompt_tokens=10, completion_tokens=3, cost=0.0 if free else 0.002, is_free_model=free
+    )
+
+
 class ScriptedModel:
     """Answers per model from a script: a str is a reply, a ModelError is raised, and
     ``("partial", n, error)`` streams n words then raises. Unscripted models answer."""
@@ -76,16 +84,7 @@ class ScriptedModel:
         if isinstance(step, tuple):
             raise step[2]
         model = request.model or "?"
-        return ChatReply(
-            content=str(step),
-            model=model,
-            usage=Usage(
-                prompt_tokens=10,
-                completion_tokens=3,
-                cost=0.0 if model.endswith(":free") else 0.002,
-                is_free_model=model.endswith(":free"),
-            ),
-        )
+        return ChatReply(content=str(step), model=model, usage=_usage(model))
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         step = self._next(request)
@@ -100,13 +99,7 @@ class ScriptedModel:
             model = request.model or "?"
             for word in str(step).split(" "):
                 yield StreamDelta(word + " ")
-            yield StreamEnd(
-                ChatReply(
-                    content=str(step) + " ",
-                    model=model,
-                    usage=Usage(prompt_tokens=10, completion_tokens=3, is_free_model=True),
-                )
-            )
+            yield StreamEnd(ChatReply(content=str(step) + " ", model=model, usage=_usage(model)))
         finally:
             self.closed_streams += 1
 

@@ -280,10 +280,40 @@ async def test_answers_cut_short_still_reach_the_usage_ledger() -> None:
 
     records = sorted(s.store.usage.values(), key=lambda r: r.created_at)
     assert [r.model_used for r in records] == [model, model]
-    assert all(r.metadata == {"estimated": True} for r in records)
+    # No answer of the model has told its price yet: the cost is not known.
+    assert all(r.metadata == {"estimated": True, "cost_unknown": True} for r in records)
+    assert all(r.usage.cost == 0 for r in records)
     assert records[0].usage.completion_tokens > 0
     assert not records[0].usage.is_free_model
     statuses = {
         m.status.value for m in s.store.messages.values() if m.sender_type.value == "assistant"
     }
     assert statuses == {"failed", "cancelled"}
+
+
+async def test_a_paid_answer_cut_short_costs_its_tokens_at_the_models_last_price() -> None:
+    model = "m/paid"
+    scripted = ScriptedModel({model: ["a whole answer", "one two three four five six"]})
+    chain = ModelChain(primary=model, free_only=False, daily_budget_usd=0.01)
+    s = system(model=scripted, chain=chain)
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    await s.messages.send(ALICE, conv.id, "first")  # 13 tokens for 0.002 USD
+
+    stream = await s.messages.stream(ALICE, conv.id, "second")
+    await anext(stream)  # user_message
+    await anext(stream)  # the first piece
+    await stream.aclose()  # the client went away: no usage from upstream
+
+    complete, cut = sorted(s.store.usage.values(), key=lambda r: r.created_at)
+    assert complete.usage.cost == pytest.approx(0.002)
+    assert cut.metadata == {"estimated": True}
+    price = 0.002 / 13
+    assert cut.usage.cost == pytest.approx(price * cut.usage.total_tokens)
+    assert cut.usage.cost > 0.008  # the prompt alone is long: the budget is spent now
+    # The budget counts it: the paid model is not called again today.
+    calls = len(scripted.calls)
+    with pytest.raises(AIServiceUnavailableError) as failed:
+        await s.messages.send(ALICE, conv.id, "third")
+    [reason] = failed.value.reasons
+    assert reason.startswith(f"{model}: skipped (daily budget spent")
+    assert len(scripted.calls) == calls

@@ -539,9 +539,13 @@ class MessageService:
     ) -> UsageRecord | None:
         """The ledger row of an answer cut short after its first token: the model did
         work (and may bill it), so it is recorded, with estimated token counts (the
-        upstream's usage comes only at the end) and no cost."""
+        upstream's usage comes only at the end) and, for a paid model, a cost estimated
+        at its latest known price, so that the daily budget counts it."""
         if model is None or not pieces:
             return None
+        prompt_tokens = turn.context.estimated_tokens
+        completion_tokens = estimate_tokens("".join(pieces))
+        cost = self._gateway.estimate_cost(model, prompt_tokens + completion_tokens)
         return UsageRecord(
             id=new_id(self._clock.now()),
             user_id=pending.user_id,
@@ -549,14 +553,14 @@ class MessageService:
             message_id=pending.id,
             model_used=model,
             usage=Usage(
-                prompt_tokens=turn.context.estimated_tokens,
-                completion_tokens=estimate_tokens("".join(pieces)),
-                cost=0.0,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost=cost or 0.0,
                 is_free_model=is_free_model(model),
             ),
             processing_time_ms=0,
             created_at=self._clock.now(),
-            metadata={"estimated": True},
+            metadata={"estimated": True, **({"cost_unknown": True} if cost is None else {})},
         )
 
     async def _close_pending(
