@@ -14,6 +14,7 @@ import chatcore
 from adapters.memory import InMemoryUnitOfWorkFactory
 from entrypoints.bootstrap import Container, bootstrap
 from entrypoints.http.app import GC_YOUNG_THRESHOLD, create_app
+from entrypoints.metrics import CONTENT_TYPE_LATEST
 from tests.unit.conftest import MakeApi
 from tests.unit.http_support import Api, assert_ok, make_settings
 
@@ -103,7 +104,8 @@ def test_metrics_count_requests_by_route_template_with_latency(make_api: MakeApi
     api.client.get("/conversations")  # a 401
     response = api.client.get("/metrics")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
+    # Exactly prometheus_client's type: a parameter given twice fails a strict parser.
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST
     text = response.text
     route = 'route="/conversations/{conversation_id}/messages"'
     sent = re.search(

@@ -57,4 +57,9 @@ async def health(container: Container) -> Response[Any]:
 
 @get("/metrics", summary="Prometheus metrics", tags=["health"], include_in_schema=False)
 async def metrics(container: Container) -> Response[bytes]:
-    return Response(container.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    # As the header, not only the media type: Litestar would add a second charset.
+    return Response(
+        container.metrics.render(),
+        media_type=CONTENT_TYPE_LATEST,
+        headers={"content-type": CONTENT_TYPE_LATEST},
+    )
