@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from chatcore.context import minimum_budget
 from chatcore.limits import RatePolicy
@@ -129,6 +130,16 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if raw not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
     return raw
+
+
+_LOG_LEVEL_ALIASES: Final = {"warn": "warning", "fatal": "error", "critical": "error"}
+"""Other loggers' names of the levels (``warn`` is the Node services' word for it)."""
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get("LOG_LEVEL", "").strip().lower()
+    aliased = {**env, "LOG_LEVEL": _LOG_LEVEL_ALIASES.get(raw, raw)}
+    return _choice(aliased, "LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -292,7 +303,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         notifications_exchange=_text(env, "NOTIFICATIONS_EXCHANGE") or "chatcore.notifications",
         ws_auth_timeout=env_float(env, "WS_AUTH_TIMEOUT", 10.0, 0.1, 300.0),
         ws_ping_interval=env_float(env, "WS_PING_INTERVAL", 25.0, 0.0, 3600.0),
-        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        log_level=_log_level(env),
         log_format=_choice(env, "LOG_FORMAT", "", ("json", "console")) or None,
         chat=chat,
         rates=rates,

@@ -165,3 +165,10 @@ def test_blank_values_mean_the_default() -> None:
     assert settings.port == 8000
     assert settings.log_level == "info"
     assert "JWT_SECRET" in settings.defaults_used
+
+
+@pytest.mark.parametrize(
+    ("given", "level"), [("WARN", "warning"), ("warn", "warning"), ("critical", "error")]
+)
+def test_other_loggers_names_of_the_levels_are_accepted(given: str, level: str) -> None:
+    assert load_settings({"LOG_LEVEL": given}).log_level == level
