@@ -27,11 +27,14 @@ __all__ = [
 
 
 class _Metadata(msgspec.Struct, kw_only=True):
-    assessmentName: str | None = None  # noqa: N815 - the worker's names
-    processingTime: int | None = None  # noqa: N815
-    retryCount: int | None = None  # noqa: N815
-    estimatedProcessingTime: int | None = None  # noqa: N815
-    errorType: str | None = None  # noqa: N815
+    """Informational only (logs, the demo): any JSON value is taken as it comes, so
+    that a worker that sends ``98121.5`` or ``"5m"`` does not cost an event."""
+
+    assessmentName: Any = None  # noqa: N815 - the worker's names
+    processingTime: Any = None  # noqa: N815
+    retryCount: Any = None  # noqa: N815
+    estimatedProcessingTime: Any = None  # noqa: N815
+    errorType: Any = None  # noqa: N815
 
 
 class _AnalysisEvent(msgspec.Struct, kw_only=True, tag_field="eventType"):
@@ -39,7 +42,7 @@ class _AnalysisEvent(msgspec.Struct, kw_only=True, tag_field="eventType"):
     jobId: str  # noqa: N815
     userId: UUID  # noqa: N815
     userEmail: str | None = None  # noqa: N815
-    metadata: _Metadata = msgspec.field(default_factory=_Metadata)
+    metadata: _Metadata | None = None
 
 
 class AnalysisStarted(_AnalysisEvent, kw_only=True, tag="analysis.started"):

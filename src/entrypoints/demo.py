@@ -114,7 +114,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         say()
         say("1. The analysis worker publishes analysis.started, then analysis.completed")
         say(f"   for result {result.id}")
-        say(f"   (user {completed.userId}, {completed.metadata.assessmentName})")
+        name = completed.metadata.assessmentName if completed.metadata else None
+        say(f"   (user {completed.userId}, {name})")
         await container.assessment.handle(started)
         made = await container.assessment.handle(completed)
         if made is None:

@@ -189,3 +189,17 @@ async def test_a_configured_model_writes_the_welcome_else_the_template() -> None
     assert made.welcome_message is not None
     assert made.welcome_message.metadata["model"] == "template"
     assert "The Analytical Innovator" in made.welcome_message.content
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [None, {}, {"processingTime": 98121.5, "retryCount": "0"}, {"assessmentName": 7}],
+    ids=["null", "empty", "float-and-text", "number-name"],
+)
+async def test_informational_metadata_of_any_shape_does_not_cost_the_event(
+    metadata: Any,
+) -> None:
+    service, store, notifier, _, _ = build()
+    await service.handle(event("completed", metadata=metadata))
+    assert len(store.conversations) == 1
+    assert [name for _, name, _ in notifier.sent][-1] == "chatbot_ready"
