@@ -81,6 +81,12 @@ class ConversationRepository(Protocol):
         """The user's conversation made for ``result_id`` (deleted ones included), or None."""
         ...
 
+    async def release_result(self, conversation_id: UUID) -> bool:
+        """Detach a *deleted* conversation from its result, so that a new one may be made
+        for the result (the deleted one stays, with ``result_id`` None). True when it
+        was detached; False when the user has no such deleted conversation with a result."""
+        ...
+
     async def save(self, conversation: Conversation) -> None:
         """Write back title, status, metadata, context data and ``updated_at``."""
         ...

@@ -1294,3 +1294,54 @@ async def test_usage_totals_and_series_agree_with_the_records(
     async with uow_factory(user) as uow:
         assert await uow.usage.totals(window, conversation_id) == summarize(chosen)
         assert await uow.usage.series(window, group_by, conversation_id) == expected_series
+
+
+async def test_a_deleted_conversation_can_give_its_result_up(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    alice, bob, result = uuid.uuid4(), uuid.uuid4(), new_result_id()
+    conversation = make_conversation(alice, result_id=result)
+    assert await add_for_result(uow_factory, conversation)
+    async with uow_factory(alice) as uow:  # not deleted: it keeps its result
+        assert await uow.conversations.release_result(conversation.id) is False
+    async with uow_factory(alice) as uow:
+        conversation.change_status(ConversationStatus.DELETED, T0 + timedelta(seconds=1))
+        await uow.conversations.save(conversation)
+        await uow.commit()
+    async with uow_factory(bob) as uow:  # another user's: invisible, untouched
+        assert await uow.conversations.release_result(conversation.id) is False
+        await uow.commit()
+    assert await by_result(uow_factory, alice, result) == conversation
+
+    async with uow_factory(alice) as uow:
+        assert await uow.conversations.release_result(conversation.id) is True
+        assert await uow.conversations.get_by_result(result) is None
+        await uow.commit()
+    async with uow_factory(alice) as uow:
+        assert await uow.conversations.release_result(conversation.id) is False  # done
+        kept = await uow.conversations.get(conversation.id)
+        assert kept is not None
+        assert (kept.status, kept.result_id) == (ConversationStatus.DELETED, None)
+
+    anew = make_conversation(alice, result_id=result, title="Anew")
+    assert await add_for_result(uow_factory, anew) is True
+    assert await by_result(uow_factory, alice, result) == anew
+    assert await add_for_result(uow_factory, make_conversation(alice, result_id=result)) is False
+
+
+async def test_a_result_given_up_is_taken_in_the_same_unit_of_work(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user, result = uuid.uuid4(), new_result_id()
+    conversation = make_conversation(user, result_id=result)
+    assert await add_for_result(uow_factory, conversation)
+    async with uow_factory(user) as uow:
+        conversation.change_status(ConversationStatus.DELETED, T0 + timedelta(seconds=1))
+        await uow.conversations.save(conversation)
+        await uow.commit()
+    anew = make_conversation(user, result_id=result, title="Anew")
+    async with uow_factory(user) as uow:
+        assert await uow.conversations.release_result(conversation.id)
+        assert await uow.conversations.add_for_result(anew) is True
+        await uow.commit()
+    assert await by_result(uow_factory, user, result) == anew

@@ -23,10 +23,11 @@ from adapters.memory import (
 from adapters.offline import OfflineChatModel
 from chatcore.assessment import ArchiveResult, ArchiveUnavailableError, decode_analysis_event
 from chatcore.clock import FakeClock
+from chatcore.domain import ConversationStatus
 from chatcore.fallback import ModelChain, ModelGateway
 from chatcore.models import FailureKind, ModelError
 from chatcore.services import ChatSettings
-from chatcore.services.assessment import AssessmentService
+from chatcore.services.assessment import ANNOUNCED_AT, AssessmentService
 from tests.conftest import load_fixture
 from tests.unit.models import ScriptedModel
 
@@ -203,3 +204,80 @@ async def test_informational_metadata_of_any_shape_does_not_cost_the_event(
     await service.handle(event("completed", metadata=metadata))
     assert len(store.conversations) == 1
     assert [name for _, name, _ in notifier.sent][-1] == "chatbot_ready"
+
+
+def announcements(notifier: Recorder, publisher: InMemoryIntegrationPublisher) -> list[str]:
+    told = [e for _, e, d in notifier.sent if e == "chatbot_ready" or d.get("progress") == 75]
+    return told + [key for key, _ in publisher.published]
+
+
+async def test_the_same_event_again_has_no_second_effect() -> None:
+    service, store, notifier, publisher, source = build()
+    first = await service.handle(event("completed"))
+    assert first is not None
+    told = announcements(notifier, publisher)
+    assert told == ["assessment_progress", "chatbot_ready", "chatbot.conversation_ready"]
+    announced = store.conversations[first.conversation.id].metadata[ANNOUNCED_AT]
+    assert announced
+    assert store.conversations[first.conversation.id].updated_at == first.conversation.updated_at
+
+    again = await service.handle(event("completed"))
+    assert again is not None
+    assert (again.conversation.id, again.created) == (first.conversation.id, False)
+    assert announcements(notifier, publisher) == told  # nobody told twice
+    assert len(source.requests) == 1  # not even the archive asked again
+    assert len(store.messages) == 1
+
+
+async def test_an_announcement_that_failed_is_made_by_the_retry() -> None:
+    service, store, _, publisher, _ = build()
+
+    async def down(routing_key: str, payload: dict[str, Any]) -> None:
+        raise ConnectionError("broker away")
+
+    publish = publisher.publish
+    publisher.publish = down  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await service.handle(event("completed"))
+    [conversation] = store.conversations.values()
+    assert ANNOUNCED_AT not in conversation.metadata
+
+    publisher.publish = publish  # type: ignore[method-assign]
+    retried = await service.handle(event("completed"))
+    assert retried is not None
+    assert retried.conversation.id == conversation.id
+    assert [key for key, _ in publisher.published] == ["chatbot.conversation_ready"]
+    await service.handle(event("completed"))
+    assert len(publisher.published) == 1
+
+
+async def test_a_conversation_its_student_deleted_is_not_made_again_by_the_event() -> None:
+    service, store, notifier, publisher, _ = build()
+    made = await service.handle(event("completed"))
+    assert made is not None
+    conversation = store.conversations[made.conversation.id]
+    conversation.change_status(ConversationStatus.DELETED, conversation.updated_at)
+    sent = len(notifier.sent)
+
+    assert await service.handle(event("completed")) is None
+    assert list(store.conversations) == [made.conversation.id]
+    assert len(notifier.sent) == sent
+    assert len(publisher.published) == 1
+
+
+async def test_asking_again_for_a_deleted_assessment_conversation_makes_a_new_one() -> None:
+    service, store, _, publisher, _ = build()
+    result_id = event("completed").resultId
+    first = await service.from_assessment(USER, result_id)
+    conversation = store.conversations[first.conversation.id]
+    conversation.change_status(ConversationStatus.DELETED, conversation.updated_at)
+
+    anew = await service.from_assessment(USER, result_id)
+    assert anew.created
+    assert anew.conversation.id != first.conversation.id
+    assert anew.welcome_message is not None
+    old = store.conversations[first.conversation.id]
+    assert (old.status, old.result_id) == (ConversationStatus.DELETED, None)
+    again = await service.from_assessment(USER, result_id)
+    assert (again.conversation.id, again.created) == (anew.conversation.id, False)
+    assert [key for key, _ in publisher.published] == ["chatbot.conversation_ready"] * 2

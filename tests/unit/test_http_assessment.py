@@ -41,6 +41,26 @@ def test_a_result_becomes_one_conversation_with_a_welcome(shared_api: Api) -> No
     assert suggestions["suggestions"] == data["suggestions"]
 
 
+def test_a_deleted_assessment_conversation_is_not_given_back_but_made_anew(
+    shared_api: Api,
+) -> None:
+    user = shared_api.user()
+    result_id = shared_api.archive_result(user.id)
+    body = {"assessment_id": result_id}
+    first = assert_ok(user.post("/assessment/from-assessment", json=body), 201)
+    old = first["conversation"]["id"]
+    assert_ok(user.delete(f"/conversations/{old}"))
+
+    anew = assert_ok(user.post("/assessment/from-assessment", json=body), 201)
+    assert anew["created"] is True
+    assert anew["conversation"]["id"] != old
+    assert anew["conversation"]["status"] == "active"
+    assert anew["welcome_message"] is not None
+    assert_error(user.get(f"/conversations/{old}"), 404, "NOT_FOUND")
+    again = assert_ok(user.post("/assessment/from-assessment", json=body), 200)
+    assert again["conversation"]["id"] == anew["conversation"]["id"]
+
+
 def test_title_and_no_welcome(shared_api: Api) -> None:
     user = shared_api.user()
     result_id = shared_api.archive_result(user.id)

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from chatcore.domain.conversation import Conversation
+from chatcore.domain.conversation import Conversation, ConversationStatus
 from chatcore.domain.message import Message, UsageRecord
 from chatcore.pagination import PageRequest
 from chatcore.ports import ConversationFilter
@@ -94,7 +94,9 @@ class InMemoryConversationRepository:
         uow, store = self._uow, self._uow.store
         task = asyncio.current_task()
         while True:
-            if result_id in store.conversation_by_result or result_id in uow.staged_results:
+            holder = store.conversation_by_result.get(result_id)
+            taken = holder is not None and holder != uow.released_results.get(result_id)
+            if taken or result_id in uow.staged_results:
                 return False
             claim = store.result_claims.get(result_id)
             if claim is None:
@@ -148,7 +150,7 @@ class InMemoryConversationRepository:
     async def get_by_result(self, result_id: str) -> Conversation | None:
         # Like a SELECT: committed rows and this unit of work's own, never waiting.
         conversation_id = self._uow.staged_results.get(result_id)
-        if conversation_id is None:
+        if conversation_id is None and result_id not in self._uow.released_results:
             conversation_id = self._uow.store.conversation_by_result.get(result_id)
         found = None if conversation_id is None else self._visible(conversation_id)
         return copy.deepcopy(found) if found else None
@@ -172,6 +174,21 @@ class InMemoryConversationRepository:
         if conversation is None:
             return None
         return conversation, await self._uow.messages.recent(conversation_id, limit)
+
+    async def release_result(self, conversation_id: UUID) -> bool:
+        current = self._visible(conversation_id)
+        if (
+            current is None
+            or current.status is not ConversationStatus.DELETED
+            or current.result_id is None
+            or self._uow.store.conversation_by_result.get(current.result_id) != current.id
+        ):
+            return False
+        staged = copy.deepcopy(current)
+        self._uow.released_results[current.result_id] = staged.id
+        staged.result_id = None
+        self._uow.staged_conversations[conversation_id] = staged
+        return True
 
     async def save(self, conversation: Conversation) -> None:
         current = self._visible(conversation.id)
@@ -344,6 +361,8 @@ class InMemoryUnitOfWork:
         self.staged_conversations: dict[UUID, Conversation] = {}
         # The result ids of the staged conversations that have one (claimed in the store).
         self.staged_results: dict[str, UUID] = {}
+        # Results that deleted conversations gave up (release_result), and by which.
+        self.released_results: dict[str, UUID] = {}
         self.staged_messages: dict[UUID, Message] = {}
         self.staged_usage: dict[UUID, UsageRecord] = {}
         self.conversations = InMemoryConversationRepository(self)
@@ -371,6 +390,7 @@ class InMemoryUnitOfWork:
                 claim.ended.set()
         self.staged_conversations.clear()
         self.staged_results.clear()
+        self.released_results.clear()
         self.staged_messages.clear()
         self.staged_usage.clear()
 
@@ -390,10 +410,18 @@ class InMemoryUnitOfWork:
                 message.conversation_id not in self.staged_conversations
             ):
                 raise ValueError("message of an unknown conversation")
+        released = {
+            result_id
+            for result_id, conversation_id in self.released_results.items()
+            if store.conversation_by_result.get(result_id) == conversation_id
+        }
         for result_id, conversation_id in self.staged_results.items():
-            if store.conversation_by_result.get(result_id, conversation_id) != conversation_id:
+            holder = store.conversation_by_result.get(result_id, conversation_id)
+            if holder != conversation_id and result_id not in released:
                 raise ValueError(f"a conversation for result {result_id} exists")
         store.conversations.update(self.staged_conversations)
+        for result_id in released:
+            del store.conversation_by_result[result_id]
         store.conversation_by_result.update(self.staged_results)
         for message in self.staged_messages.values():
             if message.id not in store.messages:

@@ -129,6 +129,17 @@ _INSERT_CONVERSATION_FOR_RESULT = (
     .on_conflict_do_nothing(index_elements=[_c.result_id], index_where=_c.result_id.is_not(None))
     .returning(_c.id)
 )
+# Row-level security keeps it to the user's rows; only a deleted one gives its result up.
+_RELEASE_RESULT = (
+    update(conversations)
+    .where(
+        _c.id == bindparam("conversation_id"),
+        _c.status == ConversationStatus.DELETED.value,
+        _c.result_id.is_not(None),
+    )
+    .values(result_id=None)
+    .returning(_c.id)
+)
 _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(_c.id == bindparam("conversation_id"))
 # Served by the unique index; row-level security keeps it to the user's row.
 _GET_CONVERSATION_BY_RESULT = select(*_CONVERSATION_COLUMNS).where(
@@ -264,6 +275,10 @@ class PostgresConversationRepository:
     async def get_by_result(self, result_id: str) -> Conversation | None:
         rows = await _execute(self._source, _GET_CONVERSATION_BY_RESULT, {"result_id": result_id})
         return _conversation(rows[0]) if rows else None
+
+    async def release_result(self, conversation_id: UUID) -> bool:
+        rows = await _execute(self._source, _RELEASE_RESULT, {"conversation_id": conversation_id})
+        return bool(rows)
 
     async def save(self, conversation: Conversation) -> None:
         # A row that row-level security hides is simply not updated, like in memory.

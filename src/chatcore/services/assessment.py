@@ -48,6 +48,8 @@ from chatcore.suggestions import (
 __all__ = ["CONVERSATION_READY", "AssessmentConversation", "AssessmentService"]
 
 CONVERSATION_READY = "chatbot.conversation_ready"
+ANNOUNCED_AT = "announced_at"
+"""Conversation metadata: when the student and other services were told it is ready."""
 _log = logging.getLogger("chatcore.assessment")
 _FIRST = PageRequest(limit=1)
 
@@ -125,6 +127,28 @@ class AssessmentService:
         return await self._completed(event)
 
     async def _completed(self, event: AnalysisCompleted) -> AssessmentConversation | None:
+        async with self._uow(event.userId) as uow:
+            known = await uow.conversations.get_by_result(event.resultId)
+        if known is not None and known.is_deleted:
+            _log.info(
+                "analysis.completed creates nothing: the student deleted the conversation "
+                "%s of result %s (job %s)",
+                known.id,
+                event.resultId,
+                event.jobId,
+            )
+            return None
+        if known is not None and known.metadata.get(ANNOUNCED_AT):
+            # The same event again (a redelivery, a retry after a late failure): it had
+            # its effect, the conversation and its announcement, once already.
+            _log.info(
+                "analysis.completed again for result %s (job %s): conversation %s exists "
+                "and was announced; nothing to do",
+                event.resultId,
+                event.jobId,
+                known.id,
+            )
+            return await self._existing(known)
         await self._progress(event.userId, "analysis_complete", 75, event.resultId)
         result = await self._source.fetch_result(event.resultId)
         problem = self._refusal(result, event.userId)
@@ -139,11 +163,15 @@ class AssessmentService:
             return None
         assert result is not None
         made = await self._conversation_for(event.userId, result, title=None, welcome=True)
+        if made.conversation.is_deleted:  # deleted since the look above
+            return None
         await self.announce(made, event.resultId)
         return made
 
     async def announce(self, made: AssessmentConversation, result_id: str) -> None:
-        """Tell the student (every replica's sockets) and other services."""
+        """Tell the student (every replica's sockets) and other services, then note it in
+        the conversation's metadata (``announced_at``), so that the same event again
+        announces nothing. A failure before the note leaves it to the event's retry."""
         conversation = made.conversation
         await self._progress(conversation.user_id, "chatbot_ready", 100, result_id, conversation.id)
         await self._notifier.notify(
@@ -161,6 +189,17 @@ class AssessmentService:
                 "conversationId": str(conversation.id),
             },
         )
+        async with self._uow(conversation.user_id) as uow:
+            current = await uow.conversations.get(conversation.id)
+            if current is None:
+                return
+            current.metadata = {
+                **current.metadata,
+                ANNOUNCED_AT: self._clock.now().astimezone(UTC).isoformat(),
+            }
+            await uow.conversations.save(current)  # updated_at kept: not an activity
+            await uow.commit()
+        conversation.metadata = current.metadata
 
     async def _progress(
         self,
@@ -211,7 +250,7 @@ class AssessmentService:
             raise NotFoundError("assessment result not found")
         assert result is not None
         made = await self._conversation_for(
-            user_id, result, title=title, welcome=auto_start_message
+            user_id, result, title=title, welcome=auto_start_message, replace_deleted=True
         )
         if made.created:
             try:
@@ -253,14 +292,21 @@ class AssessmentService:
         *,
         title: str | None,
         welcome: bool,
+        replace_deleted: bool = False,
     ) -> AssessmentConversation:
+        """The conversation of ``result``, made (with its welcome) unless it exists. One
+        its student deleted is returned as it is, or, with ``replace_deleted`` (the
+        student asks for it again), gives its result up to a new one."""
         language = self._settings.language
         profile = parse_profile(result.assessment_data, result.persona_profile)
         suggestions = suggested_questions(profile, language)
         async with self._uow(user_id) as uow:
             existing = await uow.conversations.get_by_result(result.id)
-            if existing is not None:
+            if existing is not None and not (existing.is_deleted and replace_deleted):
                 return await self._existing(existing)
+            if existing is not None:
+                await uow.conversations.release_result(existing.id)
+                await uow.commit()
         text, model = await self._write_welcome(profile, language) if welcome else ("", "")
         now = self._clock.now()
         conversation = Conversation(
