@@ -26,6 +26,9 @@ def test_a_result_becomes_one_conversation_with_a_welcome(shared_api: Api) -> No
     )
     welcome = data["welcome_message"]
     assert welcome["sender_type"] == "assistant"
+    assert welcome["metadata"]["model"] == "template"
+    assert welcome["metadata"]["finish_reason"] == "stop"
+    assert welcome["metadata"]["processing_time_ms"] >= 0
     assert "IAS (Investigatif–Artistik–Sosial)" in welcome["content"]
     assert 3 <= len(data["suggestions"]) <= 5
     assert data["created"] is True

@@ -11,6 +11,7 @@ in real time and ``chatbot.conversation_ready`` is published for other services.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -307,7 +308,9 @@ class AssessmentService:
             if existing is not None:
                 await uow.conversations.release_result(existing.id)
                 await uow.commit()
+        writing = time.perf_counter()
         text, model = await self._write_welcome(profile, language) if welcome else ("", "")
+        welcome_ms = round((time.perf_counter() - writing) * 1000)
         now = self._clock.now()
         conversation = Conversation(
             id=new_id(now),
@@ -333,7 +336,12 @@ class AssessmentService:
                 user_id=user_id,
                 sender_type=SenderType.ASSISTANT,
                 content=text,
-                metadata={"model": model, "finish_reason": "stop", "kind": "welcome"},
+                metadata={
+                    "model": model,
+                    "finish_reason": "stop",
+                    "processing_time_ms": welcome_ms,
+                    "kind": "welcome",
+                },
                 created_at=now,
             )
         async with self._uow(user_id) as uow:

@@ -464,6 +464,11 @@ class MessageService:
         finished = False
         model: str | None = None
         answer = self._gateway.stream(turn.request)
+        started = time.perf_counter()
+
+        def elapsed() -> int:
+            return round((time.perf_counter() - started) * 1000)
+
         try:
             yield StreamStarted(turn.user_message)  # the priming step, taken by stream()
             yield StreamStarted(turn.user_message)
@@ -476,7 +481,7 @@ class MessageService:
                     pieces.append(event.text)
                     yield StreamText(event.text)
                     continue
-                elapsed_ms = round((time.perf_counter() - started) * 1000)
+                elapsed_ms = elapsed()
                 pending.content = event.reply.content or "".join(pieces)
                 pending.status = MessageStatus.COMPLETE
                 pending.metadata = self._metadata(event, elapsed_ms)
@@ -489,7 +494,12 @@ class MessageService:
                 )
         except NoModelAnsweredError as exc:
             reasons = [a.describe() for a in exc.attempts]
-            await self._close_pending(pending, MessageStatus.FAILED, "", {"error": reasons})
+            await self._close_pending(
+                pending,
+                MessageStatus.FAILED,
+                "",
+                {"error": reasons, "processing_time_ms": elapsed()},
+            )
             finished = True
             error = await self._unavailable(
                 turn.user_message.user_id,
@@ -508,8 +518,12 @@ class MessageService:
                 pending,
                 MessageStatus.FAILED,
                 "".join(pieces),
-                {"model": exc.error.model, "error": exc.error.kind.value},
-                self._partial_usage(turn, pending, exc.error.model, pieces),
+                {
+                    "model": exc.error.model,
+                    "error": exc.error.kind.value,
+                    "processing_time_ms": (elapsed_ms := elapsed()),
+                },
+                self._partial_usage(turn, pending, exc.error.model, pieces, elapsed_ms),
             )
             finished = True
             yield StreamFailed(
@@ -524,18 +538,28 @@ class MessageService:
             await answer.aclose()
             if not finished:
                 # The consumer went away (client disconnected): keep what was generated.
+                elapsed_ms = elapsed()
                 await asyncio.shield(
                     self._close_pending(
                         pending,
                         MessageStatus.CANCELLED,
                         "".join(pieces),
-                        {"cancelled": True, **({"model": model} if model else {})},
-                        self._partial_usage(turn, pending, model, pieces),
+                        {
+                            "cancelled": True,
+                            "processing_time_ms": elapsed_ms,
+                            **({"model": model} if model else {}),
+                        },
+                        self._partial_usage(turn, pending, model, pieces, elapsed_ms),
                     )
                 )
 
     def _partial_usage(
-        self, turn: _Turn, pending: Message, model: str | None, pieces: list[str]
+        self,
+        turn: _Turn,
+        pending: Message,
+        model: str | None,
+        pieces: list[str],
+        elapsed_ms: int,
     ) -> UsageRecord | None:
         """The ledger row of an answer cut short after its first token: the model did
         work (and may bill it), so it is recorded, with estimated token counts (the
@@ -558,7 +582,7 @@ class MessageService:
                 cost=cost or 0.0,
                 is_free_model=is_free_model(model),
             ),
-            processing_time_ms=0,
+            processing_time_ms=elapsed_ms,
             created_at=self._clock.now(),
             metadata={"estimated": True, **({"cost_unknown": True} if cost is None else {})},
         )
