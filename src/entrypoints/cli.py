@@ -14,13 +14,6 @@ from entrypoints.settings import DEFAULTS_LOGGED_ENV, ConfigError, Settings, loa
 
 __all__ = ["main"]
 
-_EXPLAIN_DEFAULTS = {
-    "DATABASE_URL": "embedded PostgreSQL (pgserver) in {data_dir}/pgdata, migrated on start",
-    "OPENROUTER_API_KEY": "offline advisor model: answers from the profile, model=offline",
-    "JWT_SECRET": "development secret generated once into {data_dir}/jwt_secret",
-    "REDIS_URL": "in-process rate limits (per replica)",
-}
-
 
 def _settings() -> Settings:
     try:
@@ -42,10 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     log = get_logger("chatcore.cli")
-    for name in settings.defaults_used:
-        if name in _EXPLAIN_DEFAULTS:
-            using = _EXPLAIN_DEFAULTS[name].format(data_dir=settings.data_dir)
-            log.info("default in use", variable=name, using=using)
+    for name, using in settings.explain_defaults().items():
+        log.info("default in use", variable=name, using=using)
     if settings.database_url is None:
         # Started here, once, so that every server worker shares the same database.
         os.environ["DATABASE_URL"] = _embedded_database(settings)

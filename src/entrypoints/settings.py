@@ -94,6 +94,19 @@ class Settings:
     models: ModelSettings = field(default_factory=ModelSettings)
     defaults_used: tuple[str, ...] = ()
 
+    def explain_defaults(self) -> dict[str, str]:
+        """For each variable left unset, what chatcore uses instead (one log line each)."""
+        explain = {
+            "DATABASE_URL": f"embedded PostgreSQL (pgserver) in {self.data_dir / 'pgdata'}, "
+            "migrated on start",
+            "OPENROUTER_API_KEY": "offline advisor model: answers from the profile, model=offline",
+            "JWT_SECRET": f"development secret generated once into {self.data_dir / 'jwt_secret'}",
+            "REDIS_URL": "in-process rate limits (not shared between replicas)",
+            "RABBITMQ_URL": "no broker: notifications reach this process's sockets only, "
+            "chatbot.conversation_ready is not published",
+        }
+        return {name: explain[name] for name in self.defaults_used if name in explain}
+
 
 def env_int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     """``name`` from ``env`` as a whole number in ``[lo, hi]``; ``default`` when unset."""
@@ -273,6 +286,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if redis_url is None:
         defaults.append("REDIS_URL")
     rabbitmq_url = _url(env, "RABBITMQ_URL", ("amqp", "amqps"))
+    if rabbitmq_url is None:
+        defaults.append("RABBITMQ_URL")
     api_key = _text(env, "OPENROUTER_API_KEY")
     if api_key is None:
         defaults.append("OPENROUTER_API_KEY")

@@ -83,11 +83,14 @@ def test_defaults_used_lists_the_defaulted_variables() -> None:
         "REDIS_URL",
         "OPENROUTER_API_KEY",
         "JWT_SECRET",
+        "RABBITMQ_URL",
     }
+    assert set(load_settings({}).explain_defaults()) == set(load_settings({}).defaults_used)
     configured = load_settings(
         {
             "DATABASE_URL": "postgresql://u:p@db:5432/chat",
             "REDIS_URL": "redis://cache:6379/0",
+            "RABBITMQ_URL": "amqp://guest:guest@mq:5672/",
             "OPENROUTER_API_KEY": "sk-or-test",
             "JWT_SECRET": "a-secret-of-enough-length",
         }

@@ -98,15 +98,8 @@ class ChatcoreApp(Litestar):
 
 def _log_startup(container: Container, *, log_defaults: bool) -> None:
     settings = container.settings
-    explain = {
-        "DATABASE_URL": f"embedded PostgreSQL in {settings.data_dir / 'pgdata'}",
-        "OPENROUTER_API_KEY": "offline advisor model (answers from the profile, model=offline)",
-        "JWT_SECRET": f"development secret in {settings.data_dir / 'jwt_secret'}",
-        "REDIS_URL": "in-process rate limits (not shared between replicas)",
-    }
-    for name in settings.defaults_used if log_defaults else ():
-        if name in explain:
-            _log.info("default in use", variable=name, using=explain[name])
+    for name, using in settings.explain_defaults().items() if log_defaults else ():
+        _log.info("default in use", variable=name, using=using)
     _log.info("chatcore ready", version=chatcore.__version__, **container.info)
 
 
