@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from uuid import UUID
 
 from entrypoints.logs import configure_logging, get_logger
@@ -31,6 +33,25 @@ def _embedded_database(settings: Settings) -> str:
     return url
 
 
+def _stop_embedded_before_dying(settings: Settings) -> None:
+    """Stop the embedded PostgreSQL when a SIGTERM ends the process.
+
+    After a graceful shutdown the server re-raises the SIGTERM it caught, to end as
+    killed by it (what process supervisors expect); the default action skips ``atexit``,
+    where the embedded PostgreSQL would be stopped, and would leave it running with this
+    process still counted as its user, so no later exit would stop it either. This
+    handler, which the server restores before re-raising, stops it first.
+    """
+    from adapters.postgres import stop_embedded  # noqa: PLC0415 - only with the embedded one
+
+    def stop_then_die(signum: int, _: FrameType | None) -> None:
+        stop_embedded(settings.data_dir)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop_then_die)
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -40,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.database_url is None:
         # Started here, once, so that every server worker shares the same database.
         os.environ["DATABASE_URL"] = _embedded_database(settings)
+        _stop_embedded_before_dying(settings)
     os.environ[DEFAULTS_LOGGED_ENV] = "1"  # the workers need not repeat the lines above
     from entrypoints.auth import resolve_jwt_secret  # noqa: PLC0415
 

@@ -295,3 +295,56 @@ async def test_chatcore_serve_opens_the_pool_serves_sockets_and_shuts_down_clean
     events = [line.get("event", "") for line in lines]
     assert "chatcore ready" in events
     assert not [line for line in lines if line.get("level") in {"error", "critical"}], lines
+
+
+def _running_postmaster(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_chatcore_serve_stops_its_embedded_postgresql_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    data = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "PYTHONPATH"}},
+        "CHATCORE_DATA_DIR": str(data),
+        "LOG_FORMAT": "json",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own interpreter and module
+            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log.read_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health/ready")).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, log.read_text()
+                await asyncio.sleep(0.2)
+        assert _running_postmaster(data / "pgdata")
+        process.send_signal(signal.SIGTERM)
+        # Killed by the signal, as supervisors expect, and only after stopping PostgreSQL.
+        assert await asyncio.to_thread(process.wait, 30) == -signal.SIGTERM, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        left_running = _running_postmaster(data / "pgdata")
+        if left_running:  # do not leave it behind for the rest of the run
+            pid = int((data / "pgdata" / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+    assert not left_running, log.read_text()
