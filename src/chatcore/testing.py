@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from adapters.memory import (
     InMemoryEventPublisher,
+    InMemoryNotifier,
     InMemoryRateLimiter,
     InMemorySpendLedger,
     InMemoryStore,
@@ -41,6 +42,8 @@ class InMemorySystem:
     model: ChatModel
     limiter: InMemoryRateLimiter
     events: InMemoryEventPublisher
+    notifier: InMemoryNotifier
+    """What the students' sockets were sent (``chat_message`` for each new answer)."""
     gateway: ModelGateway
     settings: ChatSettings
     conversations: ConversationService
@@ -66,6 +69,7 @@ def in_memory_system(
     limiter = InMemoryRateLimiter(clock)
     limits = RateLimits(limiter, rate_policy or RatePolicy())
     events = InMemoryEventPublisher()
+    notifier = InMemoryNotifier()
     chat_model: ChatModel = model if model is not None else OfflineChatModel()
     gateway = ModelGateway(
         provider=chat_model,
@@ -82,6 +86,7 @@ def in_memory_system(
         model=chat_model,
         limiter=limiter,
         events=events,
+        notifier=notifier,
         gateway=gateway,
         settings=settings,
         conversations=ConversationService(
@@ -94,5 +99,6 @@ def in_memory_system(
             limits=limits,
             events=events,
             settings=settings,
+            notifier=notifier,
         ),
     )

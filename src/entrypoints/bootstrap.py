@@ -399,6 +399,7 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
             limits=limits,
             events=events,
             settings=settings.chat,
+            notifier=notifier,
         ),
         usage=UsageService(uow=uow, system=system_usage),
         assessment=AssessmentService(

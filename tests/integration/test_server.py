@@ -125,6 +125,32 @@ async def test_an_authenticated_socket_gets_the_users_notifications(
         assert (await _frame(first))["event"] == "pong"
 
 
+async def test_a_new_answer_reaches_the_students_other_sockets_as_chat_message(
+    app_and_settings: tuple[ChatcoreApp, Settings],
+) -> None:
+    app, settings = app_and_settings
+    user, other = uuid.uuid4(), uuid.uuid4()
+    headers = {"Authorization": f"Bearer {_token(settings, user)}"}
+    async with (
+        serving(app) as served,
+        _authenticated(served.ws_url, settings, user) as tab,
+        _authenticated(served.ws_url, settings, other) as bystander,
+        httpx.AsyncClient(base_url=served.url, headers=headers, timeout=10) as http,
+    ):
+        created = await http.post("/conversations", json={})
+        cid = created.json()["data"]["id"]
+        sent = await http.post(f"/conversations/{cid}/messages", json={"content": "Karier apa?"})
+        answer = sent.json()["data"]["assistant_message"]
+        frame = await _frame(tab)
+        assert frame["event"] == "chat_message"
+        assert frame["data"]["conversationId"] == cid
+        assert frame["data"]["messageId"] == answer["id"]
+        one_line = " ".join(answer["content"].split())
+        assert one_line.startswith(frame["data"]["preview"].rstrip("…"))
+        with pytest.raises(TimeoutError):
+            await _frame(bystander, timeout=0.3)
+
+
 async def test_a_bad_token_gets_auth_error_and_a_policy_violation_close(
     app_and_settings: tuple[ChatcoreApp, Settings],
 ) -> None:

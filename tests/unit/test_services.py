@@ -25,7 +25,7 @@ from chatcore.models import FailureKind, ModelError
 from chatcore.pagination import PageRequest, decode_cursor
 from chatcore.ports import ConversationFilter
 from chatcore.services import ChatSettings, CreateConversation, UpdateConversation
-from chatcore.services.messages import StreamFailed
+from chatcore.services.messages import PREVIEW_LENGTH, StreamCompleted, StreamFailed, preview
 from chatcore.testing import InMemorySystem, in_memory_system
 from tests.unit.models import FailingModel, RecordingModel, ScriptedModel
 
@@ -318,3 +318,58 @@ async def test_a_paid_answer_cut_short_costs_its_tokens_at_the_models_last_price
     [reason] = failed.value.reasons
     assert reason.startswith(f"{model}: skipped (daily budget spent")
     assert len(scripted.calls) == calls
+
+
+async def test_every_new_answer_is_told_to_the_students_sockets() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    sent = await s.messages.send(ALICE, conv.id, "Karier apa yang cocok?")
+    streamed = [u async for u in await s.messages.stream(ALICE, conv.id, "Dan jurusan?")]
+    completed = streamed[-1]
+    assert isinstance(completed, StreamCompleted)
+    told = s.notifier.events(ALICE, "chat_message")
+    answers = [sent.assistant_message, completed.assistant_message]
+    assert told == [
+        {
+            "conversationId": str(conv.id),
+            "messageId": str(m.id),
+            "preview": preview(m.content),
+        }
+        for m in answers
+    ]
+    assert all(0 < len(t["preview"]) <= PREVIEW_LENGTH for t in told)
+    assert s.notifier.events(BOB) == []
+
+
+async def test_an_answer_cut_short_or_failed_is_not_told_and_a_broken_notifier_costs_nothing() -> (
+    None
+):
+    s = system(model=FailingModel(FailureKind.UNAVAILABLE))
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    with pytest.raises(AIServiceUnavailableError):
+        await s.messages.send(ALICE, conv.id, "hello")
+    assert s.notifier.events(ALICE, "chat_message") == []
+
+    healthy = system()
+    conv = await healthy.conversations.create(ALICE, CreateConversation())
+
+    async def broken(user_id: UUID, event: str, data: dict[str, Any]) -> None:
+        raise ConnectionError("broker away")
+
+    healthy.notifier.notify = broken  # type: ignore[method-assign]
+    sent = await healthy.messages.send(ALICE, conv.id, "hello")
+    assert sent.assistant_message.content  # the answer stands
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("short", "short"),
+        ("  spread \n over\tlines  ", "spread over lines"),
+        ("word " * 40, ("word " * 23).strip() + "…"),
+        ("x" * 200, "x" * 119 + "…"),
+    ],
+)
+def test_preview(text: str, expected: str) -> None:
+    assert preview(text) == expected
+    assert len(preview(text)) <= PREVIEW_LENGTH

@@ -8,6 +8,7 @@ contract test suite checks against both.
 from adapters.memory.assessment import InMemoryAssessmentSource
 from adapters.memory.events import InMemoryEventPublisher
 from adapters.memory.integration import InMemoryIntegrationPublisher
+from adapters.memory.notifier import InMemoryNotifier
 from adapters.memory.ratelimit import InMemoryRateLimiter
 from adapters.memory.spend import InMemorySpendLedger, InMemorySystemUsageReader
 from adapters.memory.store import (
@@ -25,6 +26,7 @@ __all__ = [
     "InMemoryEventPublisher",
     "InMemoryIntegrationPublisher",
     "InMemoryMessageRepository",
+    "InMemoryNotifier",
     "InMemoryRateLimiter",
     "InMemorySpendLedger",
     "InMemoryStore",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from chatcore.assessment import Notifier
 from chatcore.context import BuiltContext, build_context
 from chatcore.domain.conversation import Conversation
 from chatcore.domain.ids import new_id
@@ -37,6 +39,8 @@ from chatcore.services.common import (
     load_conversation_with_recent,
 )
 from chatcore.tokens import estimate_tokens
+
+_log = logging.getLogger("chatcore.messages")
 
 __all__ = [
     "MessagePage",
@@ -140,6 +144,22 @@ class _Turn:
     request: ChatRequest
 
 
+CHAT_MESSAGE = "chat_message"
+"""The notification of a new answer: ``{conversationId, messageId, preview}``."""
+PREVIEW_LENGTH = 120
+"""Characters of an answer in its ``chat_message`` preview, at most."""
+
+
+def preview(text: str, length: int = PREVIEW_LENGTH) -> str:
+    """``text`` on one line, cut at a word to at most ``length`` characters (with "…")."""
+    flat = " ".join(text.split())
+    if len(flat) <= length:
+        return flat
+    cut = flat[: length - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > length // 2 else cut).rstrip() + "…"
+
+
 class MessageService:
     """Sending messages, streaming and regenerating answers, and reading them back."""
 
@@ -152,6 +172,7 @@ class MessageService:
         limits: RateLimits,
         events: EventPublisher,
         settings: ChatSettings,
+        notifier: Notifier | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
@@ -159,6 +180,7 @@ class MessageService:
         self._limits = limits
         self._events = events
         self._settings = settings
+        self._notifier = notifier
 
     @property
     def gateway(self) -> ModelGateway:
@@ -354,6 +376,22 @@ class MessageService:
                 streamed=streamed,
             )
         )
+        await self._tell(message)
+
+    async def _tell(self, message: Message) -> None:
+        """``chat_message`` to the student's sockets (every tab and device): a new answer
+        is stored. A notifier that fails costs the notification, not the answer."""
+        if self._notifier is None:
+            return
+        data = {
+            "conversationId": str(message.conversation_id),
+            "messageId": str(message.id),
+            "preview": preview(message.content),
+        }
+        try:
+            await self._notifier.notify(message.user_id, CHAT_MESSAGE, data)
+        except Exception:
+            _log.exception("chat_message for message %s not delivered", message.id)
 
     async def _unavailable(
         self, user_id: UUID, conversation_id: UUID, user_message_id: UUID, reasons: list[str]
