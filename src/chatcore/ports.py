@@ -16,6 +16,7 @@ from uuid import UUID
 
 from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
 from chatcore.domain.message import Message, UsageRecord
+from chatcore.domain.reaction import Reaction, ReactionKind
 from chatcore.events import DomainEvent
 from chatcore.models import ChatReply, ChatRequest, StreamEvent
 from chatcore.pagination import PageRequest
@@ -101,6 +102,14 @@ class ConversationRepository(Protocol):
         ...
 
 
+@dataclass(slots=True, frozen=True)
+class FoundMessage:
+    """A message a search found, with the title of its conversation."""
+
+    message: Message
+    conversation_title: str
+
+
 class MessageRepository(Protocol):
     """Messages of the unit of work's user."""
 
@@ -137,6 +146,30 @@ class MessageRepository(Protocol):
 
     async def recent(self, conversation_id: UUID, limit: int) -> builtins.list[Message]:
         """The ``limit`` newest messages of the conversation, newest first."""
+        ...
+
+    async def search(self, terms: Sequence[str], page: PageRequest) -> builtins.list[FoundMessage]:
+        """Up to ``page.limit`` of the user's messages, in conversations not deleted, in
+        which every term is the start of a word (:func:`chatcore.search.matches`), newest
+        first by ``(created_at, id)``; with ``page.after``, only those strictly older."""
+        ...
+
+
+class ReactionRepository(Protocol):
+    """The user's reactions to messages."""
+
+    async def put(self, reaction: Reaction) -> Reaction:
+        """Store ``reaction``; the user's reaction of the same kind to the same message,
+        if any, is updated instead (its feedback and ``updated_at``; its id and
+        ``created_at`` stay). Returns what is stored."""
+        ...
+
+    async def remove(self, message_id: UUID, kinds: Sequence[ReactionKind]) -> int:
+        """Delete the user's reactions of these kinds to the message; how many there were."""
+        ...
+
+    async def for_message(self, message_id: UUID) -> builtins.list[Reaction]:
+        """The user's reactions to the message, oldest first."""
         ...
 
 
@@ -182,6 +215,9 @@ class UnitOfWork(Protocol):
 
     @property
     def usage(self) -> UsageRepository: ...
+
+    @property
+    def reactions(self) -> ReactionRepository: ...
 
     async def __aenter__(self) -> Self: ...
 

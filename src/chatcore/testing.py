@@ -27,7 +27,7 @@ from chatcore.clock import FakeClock
 from chatcore.fallback import ModelChain, ModelGateway
 from chatcore.limits import RateLimits, RatePolicy
 from chatcore.ports import ChatModel, Clock
-from chatcore.services import ChatSettings, ConversationService, MessageService
+from chatcore.services import ChatSettings, ConversationService, LibraryService, MessageService
 
 __all__ = ["InMemorySystem", "in_memory_system"]
 
@@ -48,6 +48,7 @@ class InMemorySystem:
     settings: ChatSettings
     conversations: ConversationService
     messages: MessageService
+    library: LibraryService
 
 
 def in_memory_system(
@@ -101,4 +102,5 @@ def in_memory_system(
             settings=settings,
             notifier=notifier,
         ),
+        library=LibraryService(uow=uow, clock=clock),
     )

@@ -35,7 +35,12 @@ from chatcore.events import DomainEvent, ModelCallFailed, ModelFellBack, ModelSk
 from chatcore.fallback import FreeQuota, ModelChain, ModelGateway
 from chatcore.limits import RateLimits
 from chatcore.ports import ChatModel, Clock, RateLimiter, UnitOfWorkFactory
-from chatcore.services import ConversationService, MessageService, UsageService
+from chatcore.services import (
+    ConversationService,
+    LibraryService,
+    MessageService,
+    UsageService,
+)
 from chatcore.services.assessment import AssessmentService
 from chatcore.usage import SystemUsageReader
 from entrypoints.auth import Authenticator, resolve_jwt_secret
@@ -66,6 +71,7 @@ class Container:
     conversations: ConversationService
     messages: MessageService
     usage: UsageService
+    library: LibraryService
     assessment: AssessmentService
     assessment_source: AssessmentSource
     authenticator: Authenticator
@@ -402,6 +408,7 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
             notifier=notifier,
         ),
         usage=UsageService(uow=uow, system=system_usage),
+        library=LibraryService(uow=uow, clock=clock),
         assessment=AssessmentService(
             uow=uow,
             clock=clock,

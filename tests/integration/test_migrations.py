@@ -36,7 +36,7 @@ from chatcore.usage import UsageWindow
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0003"
+HEAD = "0004"
 # The unique index of 0003, as pg_indexes shows it.
 RESULT_INDEX = (
     "CREATE UNIQUE INDEX uq_conversations_result ON {schema}.conversations USING btree"
@@ -357,7 +357,8 @@ async def _grants(engine: AsyncEngine, role: str) -> dict[str, str]:
 
 async def test_service_role_is_granted_what_it_needs_only(pg_engine: AsyncEngine) -> None:
     assert await _grants(pg_engine, APP_ROLE) == dict.fromkeys(
-        ("conversations", "messages", "usage_tracking"), "DELETE,INSERT,SELECT,UPDATE"
+        ("conversations", "messages", "usage_tracking", "message_reactions"),
+        "DELETE,INSERT,SELECT,UPDATE",
     )
 
 

@@ -27,6 +27,8 @@ from chatcore.domain import (
     ConversationStatus,
     Message,
     MessageStatus,
+    Reaction,
+    ReactionKind,
     SenderType,
     Usage,
     UsageRecord,
@@ -1345,3 +1347,165 @@ async def test_a_result_given_up_is_taken_in_the_same_unit_of_work(
         assert await uow.conversations.add_for_result(anew) is True
         await uow.commit()
     assert await by_result(uow_factory, user, result) == anew
+
+
+# --- search ----------------------------------------------------------------------------
+
+
+async def search_all(
+    factory: UnitOfWorkFactory, user: UUID, terms: tuple[str, ...], limit: int
+) -> list[Message]:
+    """Follow the keyset to the end, a page of ``limit`` at a time."""
+    found: list[Message] = []
+    page = PageRequest(limit=limit)
+    while True:
+        async with factory(user) as uow:
+            rows = await uow.messages.search(terms, page)
+        found += [row.message for row in rows]
+        if len(rows) < limit:
+            return found
+        last = rows[-1].message
+        page = PageRequest(limit=limit, after=Cursor(at=last.created_at, id=last.id))
+
+
+async def test_search_matches_word_starts_of_every_term_newest_first(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    active = make_conversation(alice, title="Plans")
+    archived = make_conversation(alice, T0 + timedelta(seconds=1), title="Old plans")
+    deleted = make_conversation(alice, T0 + timedelta(seconds=2))
+    archived.change_status(ConversationStatus.ARCHIVED, T0 + timedelta(seconds=3))
+    deleted.change_status(ConversationStatus.DELETED, T0 + timedelta(seconds=3))
+    texts = [
+        (active, "Karier di bidang Data Science?"),
+        (archived, "data engineering atau karier lain"),
+        (deleted, "karier data yang dihapus"),
+        (active, "Jurusan statistika"),
+        (active, "metadata saja, bukan kata itu"),
+    ]
+    mine = [make_message(c, T0 + timedelta(minutes=i), content=t) for i, (c, t) in enumerate(texts)]
+    bobs = make_conversation(bob)
+    await store(uow_factory, alice, active, archived, deleted, *mine)
+    await store(uow_factory, bob, bobs, make_message(bobs, T0, content="karier data rahasia"))
+
+    async with uow_factory(alice) as uow:
+        rows = await uow.messages.search(("data", "kar"), PageRequest(limit=10))
+    assert [r.message for r in rows] == [mine[1], mine[0]]  # newest first, no deleted one
+    assert [r.conversation_title for r in rows] == ["Old plans", "Plans"]
+    # "data" starts no word of "metadata"; case does not matter.
+    assert await search_all(uow_factory, alice, ("data",), 10) == [mine[1], mine[0]]
+    assert await search_all(uow_factory, alice, ("STATIS".lower(),), 10) == [mine[3]]
+    assert await search_all(uow_factory, alice, ("nothing",), 10) == []
+    assert [m.user_id for m in await search_all(uow_factory, bob, ("data",), 10)] == [bob]
+
+
+async def test_search_pages_give_every_hit_exactly_once(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    same_time = T0 + timedelta(minutes=5)  # ties are broken by id
+    hits = [
+        make_message(
+            conversation,
+            same_time if i % 3 == 0 else T0 + timedelta(seconds=i),
+            content=f"magang nomor {i}",
+        )
+        for i in range(11)
+    ]
+    await store(uow_factory, user, conversation, *hits)
+    expected = sorted(hits, key=lambda m: (m.created_at, m.id), reverse=True)
+    for limit in (1, 3, 11, 20):
+        assert await search_all(uow_factory, user, ("magang",), limit) == expected
+
+
+# --- reactions -------------------------------------------------------------------------
+
+
+def make_reaction(message: Message, kind: ReactionKind, at: datetime, **fields: Any) -> Reaction:
+    return Reaction(
+        id=new_id(at),
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        user_id=fields.pop("user_id", message.user_id),
+        reaction=kind,
+        created_at=at,
+        updated_at=at,
+        **fields,
+    )
+
+
+async def put_reaction(factory: UnitOfWorkFactory, user: UUID, reaction: Reaction) -> None:
+    async with factory(user) as uow:
+        await uow.reactions.put(reaction)
+        await uow.commit()
+
+
+async def test_reactions_are_one_per_kind_and_message(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    answer = make_message(conversation, T0, sender_type=SenderType.ASSISTANT)
+    await store(uow_factory, user, conversation, answer)
+
+    first = make_reaction(answer, ReactionKind.LIKE, T0, feedback="clear")
+    async with uow_factory(user) as uow:
+        assert await uow.reactions.put(first) == first
+        helpful = await uow.reactions.put(
+            make_reaction(answer, ReactionKind.HELPFUL, T0 + timedelta(seconds=1))
+        )
+        await uow.commit()
+    later = T0 + timedelta(minutes=1)
+    again = make_reaction(answer, ReactionKind.LIKE, later, feedback="very clear")
+    async with uow_factory(user) as uow:
+        stored = await uow.reactions.put(again)
+        await uow.commit()
+    # The same kind again: the first row, with the new feedback and time.
+    assert (stored.id, stored.created_at) == (first.id, first.created_at)
+    assert (stored.feedback, stored.updated_at) == ("very clear", later)
+    async with uow_factory(user) as uow:
+        assert await uow.reactions.for_message(answer.id) == [stored, helpful]
+        assert await uow.reactions.remove(answer.id, [ReactionKind.LIKE, ReactionKind.DISLIKE]) == 1
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        assert await uow.reactions.for_message(answer.id) == [helpful]
+        assert await uow.reactions.remove(answer.id, [ReactionKind.LIKE]) == 0
+        # Not committed: rolled back.
+        assert await uow.reactions.remove(answer.id, [ReactionKind.HELPFUL]) == 1
+    async with uow_factory(user) as uow:
+        assert await uow.reactions.for_message(answer.id) == [helpful]
+
+
+async def test_reactions_of_another_user_are_invisible_and_refused(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    conversation = make_conversation(alice)
+    answer = make_message(conversation, T0, sender_type=SenderType.ASSISTANT)
+    await store(uow_factory, alice, conversation, answer)
+    async with uow_factory(alice) as uow:
+        await uow.reactions.put(make_reaction(answer, ReactionKind.LIKE, T0))
+        await uow.commit()
+
+    async with uow_factory(bob) as uow:
+        assert await uow.reactions.for_message(answer.id) == []
+        assert await uow.reactions.remove(answer.id, list(ReactionKind)) == 0
+        await uow.commit()
+    with pytest.raises(PermissionError):  # a row in Alice's name, written by Bob
+        await put_reaction(uow_factory, bob, make_reaction(answer, ReactionKind.DISLIKE, T0))
+    # Bob's row on Alice's message: the (conversation, user) foreign key refuses it.
+    with pytest.raises(ValueError):  # noqa: PT011 - each adapter words it its own way
+        await put_reaction(
+            uow_factory, bob, make_reaction(answer, ReactionKind.DISLIKE, T0, user_id=bob)
+        )
+    async with uow_factory(alice) as uow:
+        assert [r.reaction for r in await uow.reactions.for_message(answer.id)] == [
+            ReactionKind.LIKE
+        ]
+
+
+async def test_a_reaction_needs_an_existing_message(uow_factory: UnitOfWorkFactory) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    await store(uow_factory, user, conversation)
+    ghost = make_message(conversation, T0)  # never stored
+    with pytest.raises(ValueError):  # noqa: PT011 - each adapter words it its own way
+        await put_reaction(uow_factory, user, make_reaction(ghost, ReactionKind.LIKE, T0))

@@ -26,7 +26,7 @@ from chatcore.domain import new_id
 pytestmark = pytest.mark.postgres
 
 SCHEMA = "chat"
-TABLES = ("conversations", "messages", "usage_tracking")
+TABLES = ("conversations", "messages", "usage_tracking", "message_reactions")
 
 
 @asynccontextmanager
@@ -76,6 +76,18 @@ async def insert_usage(conn: AsyncConnection, user_id: UUID, cid: UUID, mid: UUI
     )
 
 
+async def insert_reaction(conn: AsyncConnection, user_id: UUID, cid: UUID, mid: UUID) -> UUID:
+    reaction_id = uuid.uuid4()
+    await conn.execute(
+        text(
+            f"INSERT INTO {SCHEMA}.message_reactions (id, message_id, conversation_id, user_id,"
+            " reaction) VALUES (:id, :mid, :cid, :uid, 'like')"
+        ),
+        {"id": reaction_id, "uid": user_id, "cid": cid, "mid": mid},
+    )
+    return reaction_id
+
+
 async def seed(engine: AsyncEngine, user_id: UUID, conversations: int = 2) -> dict[str, set[UUID]]:
     """Rows of ``user_id`` in every table, written under the service role as that user."""
     ids: dict[str, set[UUID]] = {table: set() for table in TABLES}
@@ -85,6 +97,7 @@ async def seed(engine: AsyncEngine, user_id: UUID, conversations: int = 2) -> di
             await insert_conversation(conn, user_id, cid)
             await insert_message(conn, user_id, cid, mid)
             await insert_usage(conn, user_id, cid, mid)
+            ids["message_reactions"].add(await insert_reaction(conn, user_id, cid, mid))
             ids["conversations"].add(cid)
             ids["messages"].add(mid)
         rows = await conn.execute(
@@ -220,7 +233,8 @@ async def test_update_and_delete_reach_only_own_rows(pg_engine: AsyncEngine, tab
     await seed(pg_engine, alice)
     async with as_service(pg_engine, alice) as conn:
         # No WHERE at all: only Alice's rows are touched.
-        changed = await conn.execute(text(f"UPDATE {SCHEMA}.{table} SET metadata = '{{}}'"))
+        column = "feedback = NULL" if table == "message_reactions" else "metadata = '{}'"
+        changed = await conn.execute(text(f"UPDATE {SCHEMA}.{table} SET {column}"))
         assert changed.rowcount == 2
         # Handing her rows to Bob is refused by WITH CHECK.
         with pytest.raises(DBAPIError) as refused:

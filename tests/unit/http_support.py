@@ -37,8 +37,9 @@ PUBLIC_PREFIXES = ("/health", "/metrics", "/schema")
 
 @dataclass(frozen=True)
 class Route:
-    """One authenticated route; ``{id}`` is replaced by a conversation id and
-    ``{message_id}`` by a message id (random ones unless given).
+    """One authenticated route; ``{id}`` is replaced by a conversation id,
+    ``{message_id}`` by a message id (random ones unless given) and ``{reaction}`` by
+    ``like``; ``query`` is appended to the URL.
 
     ``admin``: for admins only, a user's valid token gets 403 ``FORBIDDEN``.
     """
@@ -47,15 +48,17 @@ class Route:
     path: str
     body: dict[str, Any] | None = None
     admin: bool = False
+    query: str = ""
 
     def url(
         self,
         conversation_id: str | uuid.UUID | None = None,
         message_id: str | uuid.UUID | None = None,
     ) -> str:
-        return self.path.replace("{id}", str(conversation_id or uuid.uuid4())).replace(
-            "{message_id}", str(message_id or uuid.uuid4())
-        )
+        path = self.path.replace("{id}", str(conversation_id or uuid.uuid4()))
+        path = path.replace("{message_id}", str(message_id or uuid.uuid4()))
+        path = path.replace("{reaction}", "like")
+        return f"{path}?{self.query}" if self.query else path
 
     @property
     def has_id(self) -> bool:
@@ -86,6 +89,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/usage/system", admin=True),
     Route("GET", "/conversations/{id}/suggestions"),
     Route("POST", "/assessment/from-assessment", {"assessment_id": "a-result-of-someone"}),
+    Route("GET", "/conversations/search", query="q=secret+plans"),
+    Route("GET", "/conversations/{id}/export", query="format=md"),
+    Route("POST", "/conversations/{id}/messages/{message_id}/reactions", {"reaction": "like"}),
+    Route("GET", "/conversations/{id}/messages/{message_id}/reactions"),
+    Route("DELETE", "/conversations/{id}/messages/{message_id}/reactions/{reaction}"),
 )
 ID_ROUTES = tuple(r for r in ROUTES if r.has_id)
 BODY_ROUTES = tuple(r for r in ROUTES if r.body is not None)
@@ -99,6 +107,7 @@ def route_templates(app: ChatcoreApp) -> set[tuple[str, str]]:
             continue
         path = re.sub(r"\{conversation_id(:\w+)?\}", "{id}", route.path)
         path = re.sub(r"\{message_id(:\w+)?\}", "{message_id}", path)
+        path = re.sub(r"\{reaction(:\w+)?\}", "{reaction}", path)
         for method in getattr(route, "methods", ()):
             if method not in {"OPTIONS", "HEAD"}:
                 found.add((method, path))

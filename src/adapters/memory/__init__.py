@@ -14,6 +14,7 @@ from adapters.memory.spend import InMemorySpendLedger, InMemorySystemUsageReader
 from adapters.memory.store import (
     InMemoryConversationRepository,
     InMemoryMessageRepository,
+    InMemoryReactionRepository,
     InMemoryStore,
     InMemoryUnitOfWork,
     InMemoryUnitOfWorkFactory,
@@ -28,6 +29,7 @@ __all__ = [
     "InMemoryMessageRepository",
     "InMemoryNotifier",
     "InMemoryRateLimiter",
+    "InMemoryReactionRepository",
     "InMemorySpendLedger",
     "InMemoryStore",
     "InMemorySystemUsageReader",

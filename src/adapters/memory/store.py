@@ -15,13 +15,16 @@ from uuid import UUID
 
 from chatcore.domain.conversation import Conversation, ConversationStatus
 from chatcore.domain.message import Message, UsageRecord
+from chatcore.domain.reaction import Reaction, ReactionKind
 from chatcore.pagination import PageRequest
-from chatcore.ports import ConversationFilter
+from chatcore.ports import ConversationFilter, FoundMessage
+from chatcore.search import matches
 from chatcore.usage import GroupBy, UsageBucket, UsageTotals, UsageWindow, bucket_start, summarize
 
 __all__ = [
     "InMemoryConversationRepository",
     "InMemoryMessageRepository",
+    "InMemoryReactionRepository",
     "InMemoryStore",
     "InMemoryUnitOfWork",
     "InMemoryUnitOfWorkFactory",
@@ -62,6 +65,7 @@ class InMemoryStore:
         # Per conversation: (created_at, id) keys in ascending order, for ordered reads.
         self.message_keys: dict[UUID, list[tuple[object, UUID]]] = {}
         self.usage: dict[UUID, UsageRecord] = {}
+        self.reactions: dict[UUID, Reaction] = {}
         self.commits = 0
 
 
@@ -296,6 +300,85 @@ class InMemoryMessageRepository:
         rows = self._ordered(conversation_id)[-limit:] if limit > 0 else []
         return [copy.deepcopy(m) for m in reversed(rows)]
 
+    async def search(self, terms: Sequence[str], page: PageRequest) -> builtins.list[FoundMessage]:
+        if page.limit <= 0 or not terms:
+            return []
+        uow = self._uow
+        conversations = {
+            c.id: c
+            for c in {**uow.store.conversations, **uow.staged_conversations}.values()
+            if c.user_id == uow.user_id and not c.is_deleted
+        }
+        found = [
+            m
+            for m in {**uow.store.messages, **uow.staged_messages}.values()
+            if m.user_id == uow.user_id
+            and m.conversation_id in conversations
+            and matches(m.content, terms)
+        ]
+        found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        if page.after is not None:
+            key = (page.after.at, page.after.id)
+            found = [m for m in found if (m.created_at, m.id) < key]
+        return [
+            FoundMessage(copy.deepcopy(m), conversations[m.conversation_id].title)
+            for m in found[: page.limit]
+        ]
+
+
+class InMemoryReactionRepository:
+    """The user's reactions; a reaction needs a message of the user (the foreign key)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    def _current(self) -> builtins.list[Reaction]:
+        uow = self._uow
+        merged = {**uow.store.reactions, **uow.staged_reactions}
+        return [
+            r
+            for rid, r in merged.items()
+            if rid not in uow.removed_reactions and r.user_id == uow.user_id
+        ]
+
+    async def put(self, reaction: Reaction) -> Reaction:
+        uow = self._uow
+        _check_owner(uow.user_id, reaction.user_id)
+        message = uow.staged_messages.get(reaction.message_id) or uow.store.messages.get(
+            reaction.message_id
+        )
+        if (
+            message is None
+            or message.conversation_id != reaction.conversation_id
+            or message.user_id != reaction.user_id  # the (conversation, user) foreign key
+        ):
+            raise ValueError(f"message {reaction.message_id} does not exist")
+        existing = next(
+            (
+                r
+                for r in self._current()
+                if r.message_id == reaction.message_id and r.reaction is reaction.reaction
+            ),
+            None,
+        )
+        stored = copy.deepcopy(reaction)
+        if existing is not None:
+            stored.id, stored.created_at = existing.id, existing.created_at
+        uow.staged_reactions[stored.id] = stored
+        return copy.deepcopy(stored)
+
+    async def remove(self, message_id: UUID, kinds: Sequence[ReactionKind]) -> int:
+        gone = [r for r in self._current() if r.message_id == message_id and r.reaction in kinds]
+        for reaction in gone:
+            self._uow.staged_reactions.pop(reaction.id, None)
+            self._uow.removed_reactions.add(reaction.id)
+        return len(gone)
+
+    async def for_message(self, message_id: UUID) -> builtins.list[Reaction]:
+        rows = [r for r in self._current() if r.message_id == message_id]
+        rows.sort(key=lambda r: (r.created_at, r.reaction.value))
+        return [copy.deepcopy(r) for r in rows]
+
 
 def in_window(
     records: Iterable[UsageRecord], window: UsageWindow, conversation_id: UUID | None = None
@@ -365,9 +448,12 @@ class InMemoryUnitOfWork:
         self.released_results: dict[str, UUID] = {}
         self.staged_messages: dict[UUID, Message] = {}
         self.staged_usage: dict[UUID, UsageRecord] = {}
+        self.staged_reactions: dict[UUID, Reaction] = {}
+        self.removed_reactions: set[UUID] = set()
         self.conversations = InMemoryConversationRepository(self)
         self.messages = InMemoryMessageRepository(self)
         self.usage = InMemoryUsageRepository(self)
+        self.reactions = InMemoryReactionRepository(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -393,6 +479,8 @@ class InMemoryUnitOfWork:
         self.released_results.clear()
         self.staged_messages.clear()
         self.staged_usage.clear()
+        self.staged_reactions.clear()
+        self.removed_reactions.clear()
 
     async def commit(self) -> None:
         """Apply the staged writes all at once, or none of them.
@@ -429,6 +517,9 @@ class InMemoryUnitOfWork:
                 bisect.insort(keys, (message.created_at, message.id))
             store.messages[message.id] = message
         store.usage.update(self.staged_usage)
+        for reaction_id in self.removed_reactions:
+            store.reactions.pop(reaction_id, None)
+        store.reactions.update(self.staged_reactions)
         store.commits += 1
         self._discard()
 

@@ -23,6 +23,7 @@ from adapters.postgres.migrate import (
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
+    PostgresReactionRepository,
     PostgresUsageRepository,
 )
 from adapters.postgres.tables import (
@@ -41,6 +42,7 @@ __all__ = [
     "USER_SETTING",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
+    "PostgresReactionRepository",
     "PostgresSystemUsageReader",
     "PostgresUnitOfWork",
     "PostgresUnitOfWorkFactory",

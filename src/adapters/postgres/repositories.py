@@ -39,17 +39,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from adapters.postgres.tables import conversations, messages, usage_tracking
+from adapters.postgres.tables import conversations, message_reactions, messages, usage_tracking
 from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
 from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
+from chatcore.domain.reaction import Reaction, ReactionKind
 from chatcore.pagination import PageRequest
-from chatcore.ports import ConversationFilter
+from chatcore.ports import ConversationFilter, FoundMessage
+from chatcore.search import tsquery
 from chatcore.usage import GroupBy, ModelUsage, UsageBucket, UsageTotals, UsageWindow
 
 __all__ = [
     "ConnectionSource",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
+    "PostgresReactionRepository",
     "PostgresUsageRepository",
     "buckets_from_rows",
     "distinct_users_statement",
@@ -487,6 +490,41 @@ _SENDER_TYPES = {member.value: member for member in SenderType}
 _MESSAGE_STATUSES = {member.value: member for member in MessageStatus}
 
 
+# Search: the user's conversations that are not deleted (their index), then each one's
+# messages (theirs), the text matched as it is read. A student's messages are few
+# enough to be read whole; no full-text index is kept, so sending a message costs no
+# more than before (decision 0013).
+_TEXT_CONFIG: ColumnElement[Any] = literal_column("'simple'::regconfig")
+
+
+@functools.cache
+def _search_messages(keyset: bool) -> Executable:
+    statement = (
+        select(*_MESSAGE_COLUMNS, _c.title)
+        .join(conversations, (_c.id == _m.conversation_id) & (_c.user_id == _m.user_id))
+        .where(
+            _c.user_id == bindparam("user_id"),
+            _c.status != ConversationStatus.DELETED.value,
+            func.to_tsvector(_TEXT_CONFIG, _m.content).op("@@")(
+                func.to_tsquery(_TEXT_CONFIG, bindparam("query", type_=String()))
+            ),
+        )
+        .order_by(_m.created_at.desc(), _m.id.desc())
+        .limit(bindparam("limit"))
+    )
+    if keyset:
+        statement = statement.where(
+            tuple_(*_MESSAGE_ORDER)
+            < tuple_(
+                bindparam("after_at", type_=DateTime(timezone=True)),
+                bindparam("after_id", type_=Uuid()),
+            )
+        )
+    else:
+        statement = statement.offset(bindparam("offset"))
+    return statement
+
+
 def _message(row: Sequence[Any]) -> Message:
     (id_, conversation_id, user_id, sender, content, parent, status, metadata, created) = row
     return Message(
@@ -582,6 +620,111 @@ class PostgresMessageRepository:
             self._source, _RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit}
         )
         return [_message(row) for row in rows]
+
+    async def search(self, terms: Sequence[str], page: PageRequest) -> builtins.list[FoundMessage]:
+        if page.limit <= 0 or not terms:
+            return []
+        params: dict[str, Any] = {
+            "user_id": self._source.user_id,
+            "query": tsquery(terms),
+            "limit": page.limit,
+        }
+        if page.after is not None:
+            params.update(after_at=page.after.at, after_id=page.after.id)
+        else:
+            params["offset"] = max(0, page.offset)
+        rows = await _execute(self._source, _search_messages(page.after is not None), params)
+        return [FoundMessage(_message(row[:-1]), row[-1]) for row in rows]
+
+
+# --- reactions ---------------------------------------------------------------------
+
+_r = message_reactions.c
+_REACTION_COLUMNS = (
+    _r.id,
+    _r.message_id,
+    _r.conversation_id,
+    _r.user_id,
+    _r.reaction,
+    _r.feedback,
+    _r.created_at,
+    _r.updated_at,
+)
+_insert_reaction = pg_insert(message_reactions)
+# One statement: a second reaction of the same kind replaces the feedback of the first.
+_PUT_REACTION = _insert_reaction.on_conflict_do_update(
+    constraint="uq_reactions_message_user_kind",
+    set_={
+        "feedback": _insert_reaction.excluded.feedback,
+        "updated_at": _insert_reaction.excluded.updated_at,
+    },
+).returning(*_REACTION_COLUMNS)
+_REMOVE_REACTIONS = (
+    message_reactions.delete()
+    .where(
+        _r.message_id == bindparam("message_id"),
+        _r.reaction == any_(bindparam("kinds", type_=ARRAY(String()))),
+    )
+    .returning(_r.id)
+)
+_REACTIONS_OF_MESSAGE = (
+    select(*_REACTION_COLUMNS)
+    .where(_r.message_id == bindparam("message_id"))
+    .order_by(_r.created_at, _r.reaction)
+)
+
+
+def _reaction(row: Sequence[Any]) -> Reaction:
+    (id_, message_id, conversation_id, user_id, kind, feedback, created, updated) = row
+    return Reaction(
+        id=id_,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        user_id=user_id,
+        reaction=ReactionKind(kind),
+        feedback=feedback,
+        created_at=created,
+        updated_at=updated,
+    )
+
+
+class PostgresReactionRepository:
+    """The user's reactions (see ``chatcore.ports.ReactionRepository``)."""
+
+    def __init__(self, source: ConnectionSource) -> None:
+        self._source = source
+
+    async def put(self, reaction: Reaction) -> Reaction:
+        # A message of another user, or none: the foreign key refuses it (ValueError).
+        rows = await _execute(
+            self._source,
+            _PUT_REACTION,
+            {
+                "id": reaction.id,
+                "message_id": reaction.message_id,
+                "conversation_id": reaction.conversation_id,
+                "user_id": reaction.user_id,
+                "reaction": reaction.reaction.value,
+                "feedback": reaction.feedback,
+                "created_at": reaction.created_at,
+                "updated_at": reaction.updated_at,
+            },
+        )
+        return _reaction(rows[0])
+
+    async def remove(self, message_id: UUID, kinds: Sequence[ReactionKind]) -> int:
+        if not kinds:
+            return 0
+        rows = await _execute(
+            self._source,
+            _REMOVE_REACTIONS,
+            {"message_id": message_id, "kinds": [k.value for k in kinds]},
+        )
+        return len(rows)
+
+    async def for_message(self, message_id: UUID) -> builtins.list[Reaction]:
+        rows = await _execute(self._source, _REACTIONS_OF_MESSAGE, {"message_id": message_id})
+        return [_reaction(row) for row in rows]
 
 
 # --- usage -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "USER_SETTING",
     "conversations",
+    "message_reactions",
     "messages",
     "metadata",
     "usage_tracking",
@@ -172,4 +173,34 @@ usage_tracking = Table(
         postgresql_include=["cost_credits", "user_id"],
         postgresql_where=text("NOT is_free_model"),
     ),
+)
+
+# 0004: a student's reactions to answers, one per kind and message.
+message_reactions = Table(
+    "message_reactions",
+    metadata,
+    Column("id", Uuid(), primary_key=True),
+    Column(
+        "message_id",
+        Uuid(),
+        ForeignKey("messages.id", ondelete="CASCADE", name="fk_reactions_message"),
+        nullable=False,
+    ),
+    Column("conversation_id", Uuid(), nullable=False),
+    Column("user_id", Uuid(), nullable=False),
+    Column("reaction", String(20), nullable=False),
+    Column("feedback", Text(), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["conversation_id", "user_id"],
+        ["conversations.id", "conversations.user_id"],
+        ondelete="CASCADE",
+        name="fk_reactions_conversation",
+    ),
+    CheckConstraint(
+        "reaction IN ('like', 'dislike', 'helpful', 'not_helpful')", name="ck_reactions_reaction"
+    ),
+    # The arbiter of the upsert, and the reactions of one message in one index range.
+    UniqueConstraint("message_id", "user_id", "reaction", name="uq_reactions_message_user_kind"),
 )

@@ -17,6 +17,7 @@ from adapters.postgres.compiled import StatementCache
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
+    PostgresReactionRepository,
     PostgresUsageRepository,
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
@@ -183,6 +184,7 @@ class PostgresUnitOfWork:
         conversations: the user's conversations.
         messages: the user's messages.
         usage: the user's usage ledger.
+        reactions: the user's reactions to messages.
     """
 
     def __init__(
@@ -206,6 +208,7 @@ class PostgresUnitOfWork:
         self.conversations = PostgresConversationRepository(self)
         self.messages = PostgresMessageRepository(self)
         self.usage = PostgresUsageRepository(self)
+        self.reactions = PostgresReactionRepository(self)
 
     async def _begin(self) -> None:
         await self._driver.execute(_begin_scoped(self.user_id))

@@ -16,8 +16,10 @@ from chatcore.domain.profile import (
     parse_profile,
     profile_from_context,
 )
+from chatcore.domain.reaction import MAX_FEEDBACK_LENGTH, Reaction, ReactionKind
 
 __all__ = [
+    "MAX_FEEDBACK_LENGTH",
     "MAX_TITLE_LENGTH",
     "AssessmentProfile",
     "Career",
@@ -26,6 +28,8 @@ __all__ = [
     "ConversationStatus",
     "Message",
     "MessageStatus",
+    "Reaction",
+    "ReactionKind",
     "RoleModel",
     "SenderType",
     "Usage",

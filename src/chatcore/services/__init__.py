@@ -6,6 +6,7 @@ from chatcore.services.conversations import (
     CreateConversation,
     UpdateConversation,
 )
+from chatcore.services.library import LibraryService, SearchHit, Transcript
 from chatcore.services.messages import (
     MessagePage,
     MessageService,
@@ -24,11 +25,13 @@ __all__ = [
     "ChatSettings",
     "ConversationService",
     "CreateConversation",
+    "LibraryService",
     "MessagePage",
     "MessageService",
     "Page",
     "RegenerateOptions",
     "RegenerateResult",
+    "SearchHit",
     "SendResult",
     "StreamCompleted",
     "StreamFailed",
@@ -36,6 +39,7 @@ __all__ = [
     "StreamText",
     "StreamUpdate",
     "SystemReport",
+    "Transcript",
     "UpdateConversation",
     "UsageReport",
     "UsageService",

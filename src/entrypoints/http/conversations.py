@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
-from litestar import Controller, delete, get, post, put
+import msgspec
+from litestar import Controller, Response, delete, get, post, put
 from litestar.params import Parameter
 
-from chatcore.domain import ContextType, ConversationStatus
+from chatcore.domain import ContextType, ConversationStatus, ReactionKind
 from chatcore.errors import ValidationError
+from chatcore.export import export_filename, render_markdown, render_text
 from chatcore.ports import ConversationFilter
+from chatcore.search import MAX_QUERY_LENGTH
 from chatcore.services import CreateConversation, RegenerateOptions, UpdateConversation
 from entrypoints.auth import Principal
 from entrypoints.bootstrap import Container
@@ -22,13 +25,18 @@ from entrypoints.http.schemas import (
     MessageList,
     Ok,
     Pagination,
+    ReactionBody,
+    ReactionsOut,
     RegenerateBody,
     RegenerateOut,
+    SearchResults,
     SendMessageBody,
     SendMessageOut,
     UpdateConversationBody,
     conversation_out,
     message_out,
+    reactions_out,
+    search_results,
     usage_out,
 )
 from entrypoints.http.sse import EventStream, sse_frames
@@ -100,6 +108,35 @@ class ConversationController(Controller):
             )
         )
 
+    @get(
+        "/search",
+        summary="Search the user's messages",
+        description=(
+            "Every word of `q` must start a word of the message (`kar` finds `karier`). "
+            "Messages of the user's conversations that are not deleted, newest first. "
+            "`snippet` is HTML-escaped text with the matching words in `<mark>`."
+        ),
+    )
+    async def search(
+        self,
+        container: Container,
+        principal: Principal,
+        q: Annotated[str, Parameter(min_length=1, max_length=MAX_QUERY_LENGTH)],
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        page: Page = None,
+    ) -> Ok[SearchResults]:
+        result = await container.library.search(
+            principal.user_id, q, page_request(limit, cursor, page)
+        )
+        pagination = Pagination(
+            limit=limit,
+            next_cursor=result.next_cursor,
+            has_more=result.next_cursor is not None,
+            page=None if cursor else page,
+        )
+        return Ok(data=search_results(q, result.items, pagination))
+
     @get("/{conversation_id:str}", summary="Get a conversation")
     async def get_conversation(
         self,
@@ -142,6 +179,53 @@ class ConversationController(Controller):
     ) -> Ok[None]:
         await container.conversations.delete(principal.user_id, conversation_id)
         return Ok(message="Conversation deleted", data=None)
+
+    @get(
+        "/{conversation_id:str}/export",
+        summary="Download the conversation (json, txt or md)",
+        description=(
+            "A file (`Content-Disposition: attachment`), not the JSON envelope: `json` is "
+            "`{conversation, messages, exported_at}`, `txt` a plain transcript, `md` "
+            "Markdown. Every message, oldest first."
+        ),
+    )
+    async def export(
+        self,
+        conversation_id: UUID,
+        container: Container,
+        principal: Principal,
+        format: Annotated[
+            Literal["json", "txt", "md"], Parameter(description="json, txt or md")
+        ] = "json",
+    ) -> Response[bytes]:
+        transcript = await container.library.transcript(principal.user_id, conversation_id)
+        conversation, messages = transcript.conversation, transcript.messages
+        now = container.clock.now()
+        language = container.messages.language_of(conversation)
+        if format == "json":
+            document = {
+                "conversation": conversation_out(conversation),
+                "messages": [message_out(m) for m in messages],
+                "exported_at": now,
+            }
+            body, media_type = msgspec.json.encode(document), "application/json"
+        elif format == "txt":
+            text = render_text(conversation, messages, language=language, exported_at=now)
+            body, media_type = text.encode(), "text/plain; charset=utf-8"
+        else:
+            text = render_markdown(conversation, messages, language=language, exported_at=now)
+            body, media_type = text.encode(), "text/markdown; charset=utf-8"
+        filename = export_filename(conversation, format)
+        return Response(
+            body,
+            media_type=media_type,
+            headers={
+                # As the header: Litestar would add a second charset to a text/ type.
+                "content-type": media_type,
+                "content-disposition": f'attachment; filename="{filename}"',
+                "cache-control": "no-store",
+            },
+        )
 
     @post(
         "/{conversation_id:str}/messages",
@@ -261,3 +345,57 @@ class ConversationController(Controller):
                 original_message_id=result.original_message_id,
             ),
         )
+
+    @post(
+        "/{conversation_id:str}/messages/{message_id:str}/reactions",
+        status_code=200,
+        summary="React to an answer",
+        description=(
+            "`like`/`dislike` and `helpful`/`not_helpful` are each a choice of one: a "
+            "reaction replaces the other of its pair; the same reaction again replaces its "
+            "`feedback`. Only the advisor's answers take reactions. Returns the message's "
+            "reactions."
+        ),
+    )
+    async def react(
+        self,
+        conversation_id: UUID,
+        message_id: UUID,
+        data: ReactionBody,
+        container: Container,
+        principal: Principal,
+    ) -> Ok[ReactionsOut]:
+        reactions = await container.library.react(
+            principal.user_id, conversation_id, message_id, data.reaction, data.feedback
+        )
+        return Ok(message="Reaction saved", data=reactions_out(message_id, reactions))
+
+    @get(
+        "/{conversation_id:str}/messages/{message_id:str}/reactions",
+        summary="The reactions to a message",
+    )
+    async def reactions(
+        self, conversation_id: UUID, message_id: UUID, container: Container, principal: Principal
+    ) -> Ok[ReactionsOut]:
+        reactions = await container.library.reactions(
+            principal.user_id, conversation_id, message_id
+        )
+        return Ok(data=reactions_out(message_id, reactions))
+
+    @delete(
+        "/{conversation_id:str}/messages/{message_id:str}/reactions/{reaction:str}",
+        status_code=200,
+        summary="Take a reaction back",
+    )
+    async def unreact(
+        self,
+        conversation_id: UUID,
+        message_id: UUID,
+        reaction: ReactionKind,
+        container: Container,
+        principal: Principal,
+    ) -> Ok[ReactionsOut]:
+        reactions = await container.library.unreact(
+            principal.user_id, conversation_id, message_id, reaction
+        )
+        return Ok(message="Reaction removed", data=reactions_out(message_id, reactions))

@@ -9,16 +9,20 @@ from uuid import UUID
 import msgspec
 
 from chatcore.domain import (
+    MAX_FEEDBACK_LENGTH,
     MAX_TITLE_LENGTH,
     ContextType,
     Conversation,
     ConversationStatus,
     Message,
     MessageStatus,
+    Reaction,
+    ReactionKind,
     SenderType,
     Usage,
     UsageRecord,
 )
+from chatcore.services import SearchHit
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -32,14 +36,21 @@ __all__ = [
     "MessageOut",
     "Ok",
     "Pagination",
+    "ReactionBody",
+    "ReactionOut",
+    "ReactionsOut",
     "RegenerateBody",
     "RegenerateOut",
+    "SearchHitOut",
+    "SearchResults",
     "SendMessageBody",
     "SendMessageOut",
     "UpdateConversationBody",
     "UsageOut",
     "conversation_out",
     "message_out",
+    "reactions_out",
+    "search_results",
     "usage_out",
 ]
 
@@ -127,6 +138,34 @@ class RegenerateBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 
 
+class ReactionBody(InboundBody, kw_only=True, forbid_unknown_fields=True):
+    reaction: ReactionKind
+    # Room for surrounding whitespace, which is trimmed; the service checks the rest.
+    feedback: Annotated[str, msgspec.Meta(max_length=MAX_FEEDBACK_LENGTH * 2)] | None = None
+
+
+class ReactionOut(msgspec.Struct, kw_only=True):
+    reaction: ReactionKind
+    feedback: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReactionsOut(msgspec.Struct, kw_only=True):
+    message_id: UUID
+    reactions: list[ReactionOut]
+
+
+class SearchHitOut(msgspec.Struct, kw_only=True):
+    conversation_id: UUID
+    conversation_title: str
+    message_id: UUID
+    sender_type: SenderType
+    status: MessageStatus
+    snippet: str
+    created_at: datetime
+
+
 class UsageOut(msgspec.Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
@@ -189,6 +228,46 @@ class SendMessageOut(msgspec.Struct, kw_only=True):
     usage: UsageOut
     model: str
     processing_time_ms: int
+
+
+class SearchResults(msgspec.Struct, kw_only=True):
+    query: str
+    results: list[SearchHitOut]
+    pagination: Pagination
+
+
+def reactions_out(message_id: UUID, reactions: list[Reaction]) -> ReactionsOut:
+    return ReactionsOut(
+        message_id=message_id,
+        reactions=[
+            ReactionOut(
+                reaction=r.reaction,
+                feedback=r.feedback,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in reactions
+        ],
+    )
+
+
+def search_results(query: str, hits: list[SearchHit], pagination: Pagination) -> SearchResults:
+    return SearchResults(
+        query=query,
+        results=[
+            SearchHitOut(
+                conversation_id=hit.message.conversation_id,
+                conversation_title=hit.conversation_title,
+                message_id=hit.message.id,
+                sender_type=hit.message.sender_type,
+                status=hit.message.status,
+                snippet=hit.snippet,
+                created_at=hit.message.created_at,
+            )
+            for hit in hits
+        ],
+        pagination=pagination,
+    )
 
 
 def usage_out(usage: Usage) -> UsageOut:
