@@ -247,6 +247,31 @@ async def _connections_to(server_url: str, database: str) -> int:
         await engine.dispose()
 
 
+def _start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``chatcore serve`` on ``port`` as its own process, its output into ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _until_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until ``/health/ready`` answers 200 (the process must not exit meanwhile)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        deadline = time.monotonic() + 90
+        while True:
+            # The log is read only when an assertion fails (ASYNC240).
+            assert process.poll() is None, log.read_text()  # noqa: ASYNC240
+            with contextlib.suppress(httpx.TransportError):
+                if (await http.get("/health/ready")).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, log.read_text()  # noqa: ASYNC240
+            await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 async def served_database(
     create_db: Callable[[], Awaitable[str]],
@@ -278,37 +303,21 @@ async def test_chatcore_serve_opens_the_pool_serves_sockets_and_shuts_down_clean
         "WS_PING_INTERVAL": "0",
     }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own interpreter and module
-            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = _start_serve(env, port, log)
     database = make_url(served_database).database
     assert database is not None
     settings = _settings(tmp_path)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, log.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    ready = await http.get("/health/ready")
-                    if ready.status_code == 200:
-                        break
-                assert time.monotonic() < deadline, log.read_text()
-                await asyncio.sleep(0.1)
-            # The lifespan built the container: its pool has connections to our database.
-            assert await _connections_to(pg_server_url, database) > 0
-
-            async with _authenticated(f"ws://127.0.0.1:{port}", settings, uuid.uuid4()) as ws:
-                await ws.send(json.dumps({"event": "ping"}))
-                assert (await _frame(ws))["event"] == "pong"
-                began = time.monotonic()
-                process.send_signal(signal_number)
-                assert await _close_code(ws) == 1012
-                assert time.monotonic() - began < 3
+        await _until_ready(process, port, log)
+        # The lifespan built the container: its pool has connections to our database.
+        assert await _connections_to(pg_server_url, database) > 0
+        async with _authenticated(f"ws://127.0.0.1:{port}", settings, uuid.uuid4()) as ws:
+            await ws.send(json.dumps({"event": "ping"}))
+            assert (await _frame(ws))["event"] == "pong"
+            began = time.monotonic()
+            process.send_signal(signal_number)
+            assert await _close_code(ws) == 1012
+            assert time.monotonic() - began < 3
         code = await asyncio.to_thread(process.wait, 15)
         assert code == status, log.read_text()
     finally:
@@ -344,23 +353,9 @@ async def test_chatcore_serve_stops_its_embedded_postgresql_on_sigterm(tmp_path:
         "LOG_FORMAT": "json",
     }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: ASYNC220, S603 - our own interpreter and module
-            [sys.executable, "-m", "entrypoints.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = _start_serve(env, port, log)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, log.read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/health/ready")).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, log.read_text()
-                await asyncio.sleep(0.2)
+        await _until_ready(process, port, log)
         assert _running_postmaster(data / "pgdata")
         process.send_signal(signal.SIGTERM)
         # Killed by the signal, as supervisors expect, and only after stopping PostgreSQL.

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 from uuid import UUID
 
 from chatcore.domain.conversation import Conversation
 from chatcore.domain.message import Message
 from chatcore.errors import NotFoundError
+from chatcore.pagination import PageRequest, encode_cursor
 from chatcore.ports import UnitOfWork
 
-__all__ = ["ChatSettings", "Page", "load_conversation", "load_conversation_with_recent"]
+__all__ = [
+    "ChatSettings",
+    "Page",
+    "load_conversation",
+    "load_conversation_with_recent",
+    "page_of",
+    "probe",
+]
 
 T = TypeVar("T")
 
@@ -43,6 +53,19 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+def probe(page: PageRequest) -> PageRequest:
+    """``page`` with one more item asked for: whether it comes tells if a page follows."""
+    return PageRequest(limit=page.limit + 1, after=page.after, offset=page.offset)
+
+
+def page_of(rows: list[T], page: PageRequest, key: Callable[[T], tuple[datetime, UUID]]) -> Page[T]:
+    """The page in ``rows`` (read with :func:`probe`), its cursor made from ``key`` of
+    its last item when more rows follow."""
+    items = rows[: page.limit]
+    more = len(rows) > page.limit and bool(items)
+    return Page(items, encode_cursor(*key(items[-1])) if more else None)
 
 
 async def load_conversation(uow: UnitOfWork, conversation_id: UUID) -> Conversation:

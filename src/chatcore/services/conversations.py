@@ -18,9 +18,9 @@ from chatcore.domain.message import Message
 from chatcore.errors import ValidationError
 from chatcore.events import ConversationCreated, ConversationStatusChanged
 from chatcore.limits import RateLimits
-from chatcore.pagination import PageRequest, encode_cursor
+from chatcore.pagination import PageRequest
 from chatcore.ports import Clock, ConversationFilter, EventPublisher, UnitOfWorkFactory
-from chatcore.services.common import ChatSettings, Page, load_conversation
+from chatcore.services.common import ChatSettings, Page, load_conversation, page_of, probe
 
 __all__ = ["ConversationService", "CreateConversation", "UpdateConversation"]
 
@@ -124,15 +124,9 @@ class ConversationService:
         self, user_id: UUID, where: ConversationFilter, page: PageRequest
     ) -> Page[Conversation]:
         """A page of the user's conversations, most recently active first."""
-        probe = PageRequest(limit=page.limit + 1, after=page.after, offset=page.offset)
         async with self._uow(user_id) as uow:
-            rows = await uow.conversations.list(where, probe)
-        items = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit and items:
-            last = items[-1]
-            next_cursor = encode_cursor(last.updated_at, last.id)
-        return Page(items, next_cursor)
+            rows = await uow.conversations.list(where, probe(page))
+        return page_of(rows, page, lambda c: (c.updated_at, c.id))
 
     async def update(
         self, user_id: UUID, conversation_id: UUID, command: UpdateConversation

@@ -12,10 +12,10 @@ from chatcore.domain.ids import new_id
 from chatcore.domain.message import Message, SenderType
 from chatcore.domain.reaction import MAX_FEEDBACK_LENGTH, Reaction, ReactionKind
 from chatcore.errors import NotFoundError, ValidationError
-from chatcore.pagination import Cursor, PageRequest, encode_cursor
+from chatcore.pagination import Cursor, PageRequest
 from chatcore.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from chatcore.search import search_terms, snippet
-from chatcore.services.common import Page, load_conversation
+from chatcore.services.common import Page, load_conversation, page_of, probe
 
 __all__ = ["LibraryService", "SearchHit", "Transcript"]
 
@@ -55,23 +55,18 @@ class LibraryService:
             ValidationError: ``query`` has no word or is too long.
         """
         terms = search_terms(query)
-        probe = PageRequest(limit=page.limit + 1, after=page.after, offset=page.offset)
         async with self._uow(user_id) as uow:
-            rows = await uow.messages.search(terms, probe)
-        items = rows[: page.limit]
-        next_cursor = None
-        if len(rows) > page.limit and items:
-            last = items[-1].message
-            next_cursor = encode_cursor(last.created_at, last.id)
+            rows = await uow.messages.search(terms, probe(page))
+        found = page_of(rows, page, lambda f: (f.message.created_at, f.message.id))
         hits = [
             SearchHit(
                 message=found.message,
                 conversation_title=found.conversation_title,
                 snippet=snippet(found.message.content, terms),
             )
-            for found in items
+            for found in found.items
         ]
-        return Page(hits, next_cursor)
+        return Page(hits, found.next_cursor)
 
     async def transcript(self, user_id: UUID, conversation_id: UUID) -> Transcript:
         """The conversation with all its messages (for an export), read in one transaction."""
@@ -146,22 +141,24 @@ class LibraryService:
     ) -> builtins.list[Reaction]:
         """The reactions to one of the user's messages."""
         async with self._uow(user_id) as uow:
-            await load_conversation(uow, conversation_id)
-            message = await uow.messages.get(conversation_id, message_id)
-            if message is None:
-                raise NotFoundError("message not found")
-            return await uow.reactions.for_message(message_id)
+            message = await _message(uow, conversation_id, message_id)
+            return await uow.reactions.for_message(message.id)
 
 
 def _after(message: Message) -> Cursor:
     return Cursor(at=message.created_at, id=message.id)
 
 
-async def _answer(uow: UnitOfWork, conversation_id: UUID, message_id: UUID) -> Message:
+async def _message(uow: UnitOfWork, conversation_id: UUID, message_id: UUID) -> Message:
     await load_conversation(uow, conversation_id)
     message = await uow.messages.get(conversation_id, message_id)
     if message is None:
         raise NotFoundError("message not found")
+    return message
+
+
+async def _answer(uow: UnitOfWork, conversation_id: UUID, message_id: UUID) -> Message:
+    message = await _message(uow, conversation_id, message_id)
     if message.sender_type is not SenderType.ASSISTANT:
         raise ValidationError(
             "only the advisor's answers take reactions", details={"message_id": str(message_id)}

@@ -29,7 +29,7 @@ from chatcore.fallback import (
 )
 from chatcore.limits import RateLimits
 from chatcore.models import ChatRequest, StreamDelta
-from chatcore.pagination import PageRequest, encode_cursor
+from chatcore.pagination import PageRequest
 from chatcore.ports import Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
 from chatcore.prompts import LANGUAGES
 from chatcore.services.common import (
@@ -37,10 +37,10 @@ from chatcore.services.common import (
     Page,
     load_conversation,
     load_conversation_with_recent,
+    page_of,
+    probe,
 )
 from chatcore.tokens import estimate_tokens
-
-_log = logging.getLogger("chatcore.messages")
 
 __all__ = [
     "MessagePage",
@@ -54,6 +54,8 @@ __all__ = [
     "StreamText",
     "StreamUpdate",
 ]
+
+_log = logging.getLogger("chatcore.messages")
 
 UNAVAILABLE_MESSAGE = "the AI service could not answer; your message is saved"
 
@@ -709,18 +711,14 @@ class MessageService:
         include_usage: bool = False,
     ) -> MessagePage:
         """A page of the conversation's messages, oldest first."""
-        probe = PageRequest(limit=page.limit + 1, after=page.after, offset=page.offset)
         async with self._uow(user_id) as uow:
             await load_conversation(uow, conversation_id)
-            rows = await uow.messages.list(conversation_id, probe)
-            items = rows[: page.limit]
+            rows = await uow.messages.list(conversation_id, probe(page))
+            found = page_of(rows, page, lambda m: (m.created_at, m.id))
             usage: dict[UUID, UsageRecord] = {}
-            if include_usage and items:
-                usage = await uow.usage.for_messages([m.id for m in items])
-        next_cursor = None
-        if len(rows) > page.limit and items:
-            next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
-        return MessagePage(page=Page(items, next_cursor), usage=usage)
+            if include_usage and found.items:
+                usage = await uow.usage.for_messages([m.id for m in found.items])
+        return MessagePage(page=found, usage=usage)
 
     async def get(self, user_id: UUID, conversation_id: UUID, message_id: UUID) -> Message:
         """One message of one of the user's live conversations."""
