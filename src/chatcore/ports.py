@@ -64,6 +64,15 @@ class ConversationRepository(Protocol):
         """The conversation, deleted ones included, or None when the user has no such row."""
         ...
 
+    async def lock(self, conversation_id: UUID) -> Conversation | None:
+        """What :meth:`get` returns, with the row locked until this unit of work ends.
+
+        Another unit of work that locks the same conversation waits until then, and then
+        reads what this one committed; so a check made under the lock (has it been
+        announced?) and the write that follows are one step for concurrent callers.
+        Plain reads do not wait."""
+        ...
+
     async def get_with_recent(
         self, conversation_id: UUID, limit: int
     ) -> tuple[Conversation, builtins.list[Message]] | None:

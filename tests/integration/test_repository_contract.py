@@ -621,7 +621,7 @@ async def backend_pid(uow: UnitOfWork) -> int | None:
 
 
 async def wait_until_blocked(
-    factory: UnitOfWorkFactory, pid: int | None, task: asyncio.Future[bool]
+    factory: UnitOfWorkFactory, pid: int | None, task: asyncio.Future[Any]
 ) -> None:
     """Until ``task`` waits for another transaction (PostgreSQL: a lock wait)."""
     if pid is None:
@@ -716,6 +716,70 @@ async def test_two_engines_racing_for_one_result_create_one(
             assert await by_result(factories[0], user, result) == winner
     finally:
         await other.dispose()
+
+
+# --- row locks -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first_commits", [True, False], ids=["commit", "rollback"])
+async def test_a_lock_waits_for_the_unit_of_work_that_holds_it(
+    uow_factory: UnitOfWorkFactory, first_commits: bool
+) -> None:
+    # The check-then-write of an announcement: the second locker waits, then reads what
+    # the first committed (or, after a rollback, the row as it was).
+    user = uuid.uuid4()
+    conversation = make_conversation(user, metadata={"source": "assessment"})
+    await store(uow_factory, user, conversation)
+    async with uow_factory(user) as two:
+        pid = await backend_pid(two)
+        waiting: asyncio.Future[Conversation | None] | None = None
+        try:
+            async with uow_factory(user) as one:
+                held = await one.conversations.lock(conversation.id)
+                assert held == conversation
+                waiting = asyncio.ensure_future(two.conversations.lock(conversation.id))
+                await wait_until_blocked(uow_factory, pid, waiting)
+                # a plain read does not wait for the lock
+                async with uow_factory(user) as reader:
+                    assert await reader.conversations.get(conversation.id) == conversation
+                held.metadata = {**held.metadata, "announced_at": "now"}
+                await one.conversations.save(held)
+                if first_commits:
+                    await one.commit()
+            seen = await asyncio.wait_for(waiting, timeout=10)
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+        assert seen is not None
+        expected = {"source": "assessment", **({"announced_at": "now"} if first_commits else {})}
+        assert seen.metadata == expected
+        await two.commit()
+
+
+async def test_a_lock_is_released_by_commit_and_held_again_by_the_same_unit_of_work(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    await store(uow_factory, user, conversation)
+    async with uow_factory(user) as one:
+        assert await one.conversations.lock(conversation.id) == conversation
+        assert await one.conversations.lock(conversation.id) == conversation  # its own
+        await one.commit()
+        async with uow_factory(user) as two:  # free after the commit: no wait
+            assert await asyncio.wait_for(two.conversations.lock(conversation.id), 10)
+            await two.commit()
+
+
+async def test_another_users_conversation_cannot_be_locked(uow_factory: UnitOfWorkFactory) -> None:
+    owner, intruder = uuid.uuid4(), uuid.uuid4()
+    conversation = make_conversation(owner)
+    await store(uow_factory, owner, conversation)
+    async with uow_factory(intruder) as uow:
+        assert await uow.conversations.lock(conversation.id) is None
+        assert await uow.conversations.lock(uuid.uuid4()) is None
+    async with uow_factory(owner) as uow:  # the intruder's attempt held nothing
+        assert await asyncio.wait_for(uow.conversations.lock(conversation.id), 10)
 
 
 # --- in-memory specifics -------------------------------------------------------------

@@ -251,6 +251,51 @@ async def test_an_announcement_that_failed_is_made_by_the_retry() -> None:
     assert len(publisher.published) == 1
 
 
+def slow_publisher(publisher: InMemoryIntegrationPublisher, fail_first: bool = False) -> None:
+    """Publishing takes a while (a broker round trip), so copies handled at once overlap;
+    with ``fail_first`` the first publication fails."""
+    publish = publisher.publish
+    calls = 0
+
+    async def slow(routing_key: str, payload: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        if fail_first and calls == 1:
+            raise ConnectionError("broker away")
+        await publish(routing_key, payload)
+
+    publisher.publish = slow  # type: ignore[method-assign]
+
+
+async def test_copies_of_the_event_handled_at_once_announce_once() -> None:
+    service, store, notifier, publisher, _ = build()
+    slow_publisher(publisher)
+    made = await asyncio.gather(*(service.handle(event("completed")) for _ in range(3)))
+    assert all(m is not None for m in made)
+    assert len({m.conversation.id for m in made if m is not None}) == 1
+    assert len(store.conversations) == 1
+    ready = [e for _, e, _ in notifier.sent if e == "chatbot_ready"]
+    assert ready == ["chatbot_ready"]
+    assert [key for key, _ in publisher.published] == ["chatbot.conversation_ready"]
+    [conversation] = store.conversations.values()
+    assert conversation.metadata[ANNOUNCED_AT]
+
+
+async def test_a_copy_waiting_on_an_announcement_that_fails_makes_it() -> None:
+    # The first copy's announcement fails under the lock; its rollback lets the waiting
+    # copy announce: nobody is left untold.
+    service, store, _, publisher, _ = build()
+    slow_publisher(publisher, fail_first=True)
+    outcomes = await asyncio.gather(
+        *(service.handle(event("completed")) for _ in range(2)), return_exceptions=True
+    )
+    assert sum(isinstance(o, ConnectionError) for o in outcomes) == 1
+    assert [key for key, _ in publisher.published] == ["chatbot.conversation_ready"]
+    [conversation] = store.conversations.values()
+    assert conversation.metadata[ANNOUNCED_AT]
+
+
 async def test_a_conversation_its_student_deleted_is_not_made_again_by_the_event() -> None:
     service, store, notifier, publisher, _ = build()
     made = await service.handle(event("completed"))

@@ -22,6 +22,7 @@ from chatcore.search import matches
 from chatcore.usage import GroupBy, UsageBucket, UsageTotals, UsageWindow, bucket_start, summarize
 
 __all__ = [
+    "Claim",
     "InMemoryConversationRepository",
     "InMemoryMessageRepository",
     "InMemoryReactionRepository",
@@ -29,19 +30,19 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUnitOfWorkFactory",
     "InMemoryUsageRepository",
-    "ResultClaim",
     "in_window",
     "usage_series",
 ]
 
 
 @dataclass(eq=False)
-class ResultClaim:
-    """A result id staged by a unit of work that has not ended yet.
+class Claim:
+    """Something an open unit of work holds until it ends: a result id it staged (the
+    in-memory stand-in for PostgreSQL's uncommitted index entry) or a conversation row
+    it locked (for ``SELECT … FOR UPDATE``).
 
-    The in-memory stand-in for PostgreSQL's uncommitted index entry: another unit of
-    work inserting the same result waits on ``ended`` (set on commit or rollback), then
-    looks again.
+    Another unit of work that wants the same thing waits on ``ended`` (set on commit or
+    rollback), then looks again.
     """
 
     holder: InMemoryUnitOfWork
@@ -60,13 +61,29 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.conversations: dict[UUID, Conversation] = {}
         self.conversation_by_result: dict[str, UUID] = {}
-        self.result_claims: dict[str, ResultClaim] = {}
+        self.result_claims: dict[str, Claim] = {}
+        self.row_locks: dict[UUID, Claim] = {}
         self.messages: dict[UUID, Message] = {}
         # Per conversation: (created_at, id) keys in ascending order, for ordered reads.
         self.message_keys: dict[UUID, list[tuple[object, UUID]]] = {}
         self.usage: dict[UUID, UsageRecord] = {}
         self.reactions: dict[UUID, Reaction] = {}
         self.commits = 0
+
+
+async def _wait_for(claim: Claim, uow: InMemoryUnitOfWork, what: str) -> None:
+    """Wait until the unit of work holding ``claim`` ends.
+
+    Waiting on a unit of work that the waiting task itself holds open could never end:
+    that raises ``RuntimeError`` (what PostgreSQL would report as a deadlock, were both
+    sessions its own)."""
+    task = asyncio.current_task()
+    if task is not None and claim.task is task and claim.holder is not uow:
+        raise RuntimeError(
+            f"{what} by another unit of work of this same task: waiting for it to end"
+            " would never return"
+        )
+    await claim.ended.wait()
 
 
 def _check_owner(user_id: UUID, owner: UUID) -> None:
@@ -105,13 +122,8 @@ class InMemoryConversationRepository:
             claim = store.result_claims.get(result_id)
             if claim is None:
                 break
-            if task is not None and claim.task is task:
-                raise RuntimeError(
-                    f"result {result_id} is staged by another unit of work of this same task:"
-                    " waiting for it to end would never return"
-                )
-            await claim.ended.wait()
-        store.result_claims[result_id] = ResultClaim(holder=uow, task=task)
+            await _wait_for(claim, uow, f"result {result_id} is staged")
+        store.result_claims[result_id] = Claim(holder=uow, task=task)
         return True
 
     def _check_new(self, conversation: Conversation) -> None:
@@ -170,6 +182,20 @@ class InMemoryConversationRepository:
     async def get(self, conversation_id: UUID) -> Conversation | None:
         found = self._visible(conversation_id)
         return copy.deepcopy(found) if found else None
+
+    async def lock(self, conversation_id: UUID) -> Conversation | None:
+        uow, store = self._uow, self._uow.store
+        while (claim := store.row_locks.get(conversation_id)) is not None:
+            if claim.holder is uow:
+                break
+            await _wait_for(claim, uow, f"conversation {conversation_id} is locked")
+        found = self._visible(conversation_id)
+        if found is None:
+            return None  # nothing to lock, as when row-level security hides the row
+        if conversation_id not in store.row_locks:
+            store.row_locks[conversation_id] = Claim(holder=uow, task=asyncio.current_task())
+            uow.locked_rows.add(conversation_id)
+        return copy.deepcopy(found)
 
     async def get_with_recent(
         self, conversation_id: UUID, limit: int
@@ -450,6 +476,7 @@ class InMemoryUnitOfWork:
         self.staged_usage: dict[UUID, UsageRecord] = {}
         self.staged_reactions: dict[UUID, Reaction] = {}
         self.removed_reactions: set[UUID] = set()
+        self.locked_rows: set[UUID] = set()
         self.conversations = InMemoryConversationRepository(self)
         self.messages = InMemoryMessageRepository(self)
         self.usage = InMemoryUsageRepository(self)
@@ -474,6 +501,11 @@ class InMemoryUnitOfWork:
             if claim is not None and claim.holder is self:
                 del self.store.result_claims[result_id]
                 claim.ended.set()
+        for conversation_id in self.locked_rows:
+            lock = self.store.row_locks.pop(conversation_id, None)
+            if lock is not None:
+                lock.ended.set()
+        self.locked_rows.clear()
         self.staged_conversations.clear()
         self.staged_results.clear()
         self.released_results.clear()

@@ -144,6 +144,9 @@ _RELEASE_RESULT = (
     .returning(_c.id)
 )
 _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(_c.id == bindparam("conversation_id"))
+# FOR UPDATE: the row lock is held until the transaction ends; row-level security still
+# decides which rows there are to lock.
+_LOCK_CONVERSATION = _GET_CONVERSATION.with_for_update()
 # Served by the unique index; row-level security keeps it to the user's row.
 _GET_CONVERSATION_BY_RESULT = select(*_CONVERSATION_COLUMNS).where(
     _c.result_id == bindparam("result_id", type_=_c.result_id.type)
@@ -256,6 +259,12 @@ class PostgresConversationRepository:
 
     async def get(self, conversation_id: UUID) -> Conversation | None:
         rows = await _execute(self._source, _GET_CONVERSATION, {"conversation_id": conversation_id})
+        return _conversation(rows[0]) if rows else None
+
+    async def lock(self, conversation_id: UUID) -> Conversation | None:
+        rows = await _execute(
+            self._source, _LOCK_CONVERSATION, {"conversation_id": conversation_id}
+        )
         return _conversation(rows[0]) if rows else None
 
     async def get_with_recent(

@@ -172,28 +172,46 @@ class AssessmentService:
     async def announce(self, made: AssessmentConversation, result_id: str) -> None:
         """Tell the student (every replica's sockets) and other services, then note it in
         the conversation's metadata (``announced_at``), so that the same event again
-        announces nothing. A failure before the note leaves it to the event's retry."""
+        announces nothing. A failure before the note leaves it to the event's retry.
+
+        It all happens with the conversation's row locked: a copy of the event handled
+        at the same moment waits, then finds the note and tells nobody; if this one
+        fails, the lock goes with its rollback and the other announces."""
         conversation = made.conversation
-        await self._progress(conversation.user_id, "chatbot_ready", 100, result_id, conversation.id)
-        await self._notifier.notify(
-            conversation.user_id,
-            "chatbot_ready",
-            {"conversationId": str(conversation.id), "resultId": result_id},
-        )
-        await self._publisher.publish(
-            CONVERSATION_READY,
-            {
-                "eventType": CONVERSATION_READY,
-                "timestamp": self._clock.now().astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                "userId": str(conversation.user_id),
-                "resultId": result_id,
-                "conversationId": str(conversation.id),
-            },
-        )
         async with self._uow(conversation.user_id) as uow:
-            current = await uow.conversations.get(conversation.id)
-            if current is None:
+            current = await uow.conversations.lock(conversation.id)
+            if current is None or current.is_deleted:
+                return  # deleted meanwhile: nothing to announce
+            if current.metadata.get(ANNOUNCED_AT):
+                _log.info(
+                    "conversation %s of result %s was announced meanwhile (another copy "
+                    "of the event); not announced again",
+                    conversation.id,
+                    result_id,
+                )
+                conversation.metadata = current.metadata
                 return
+            await self._progress(
+                conversation.user_id, "chatbot_ready", 100, result_id, conversation.id
+            )
+            await self._notifier.notify(
+                conversation.user_id,
+                "chatbot_ready",
+                {"conversationId": str(conversation.id), "resultId": result_id},
+            )
+            await self._publisher.publish(
+                CONVERSATION_READY,
+                {
+                    "eventType": CONVERSATION_READY,
+                    "timestamp": self._clock.now()
+                    .astimezone(UTC)
+                    .isoformat()
+                    .replace("+00:00", "Z"),
+                    "userId": str(conversation.user_id),
+                    "resultId": result_id,
+                    "conversationId": str(conversation.id),
+                },
+            )
             current.metadata = {
                 **current.metadata,
                 ANNOUNCED_AT: self._clock.now().astimezone(UTC).isoformat(),
