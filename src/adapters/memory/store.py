@@ -71,14 +71,14 @@ class InMemoryStore:
         self.commits = 0
 
 
-async def _wait_for(claim: Claim, uow: InMemoryUnitOfWork, what: str) -> None:
+async def _wait_for(claim: Claim, what: str) -> None:
     """Wait until the unit of work holding ``claim`` ends.
 
     Waiting on a unit of work that the waiting task itself holds open could never end:
     that raises ``RuntimeError`` (what PostgreSQL would report as a deadlock, were both
     sessions its own)."""
     task = asyncio.current_task()
-    if task is not None and claim.task is task and claim.holder is not uow:
+    if task is not None and claim.task is task:
         raise RuntimeError(
             f"{what} by another unit of work of this same task: waiting for it to end"
             " would never return"
@@ -122,7 +122,7 @@ class InMemoryConversationRepository:
             claim = store.result_claims.get(result_id)
             if claim is None:
                 break
-            await _wait_for(claim, uow, f"result {result_id} is staged")
+            await _wait_for(claim, f"result {result_id} is staged")
         store.result_claims[result_id] = Claim(holder=uow, task=task)
         return True
 
@@ -188,7 +188,7 @@ class InMemoryConversationRepository:
         while (claim := store.row_locks.get(conversation_id)) is not None:
             if claim.holder is uow:
                 break
-            await _wait_for(claim, uow, f"conversation {conversation_id} is locked")
+            await _wait_for(claim, f"conversation {conversation_id} is locked")
         found = self._visible(conversation_id)
         if found is None:
             return None  # nothing to lock, as when row-level security hides the row
