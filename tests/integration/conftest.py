@@ -27,9 +27,10 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -136,8 +137,34 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    """The service's engine on ``pg_url``, on the running test's event loop."""
+    """The service's engine on ``pg_url``, on the running test's event loop: its
+    connections run as the service's role, ``chatcore_app`` (decision 0014)."""
     engine = create_engine(pg_url, SCHEMA, pool_size=5)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def login_role_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    """An engine like the service's (schema, JSON codecs) whose connections stay the login
+    role (a superuser here), with the planner's defaults: for setting up and inspecting
+    what the service's role may not, and for showing what that role changes."""
+    engine = create_engine(url, SCHEMA, pool_size=pool_size)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _as_login_role(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(
+            lambda driver: driver.execute("SET ROLE NONE; SET enable_bitmapscan = on")
+        )
+
+    return engine
+
+
+@pytest.fixture
+async def login_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """:func:`login_role_engine` on ``pg_url``, on the running test's event loop."""
+    engine = login_role_engine(pg_url)
     try:
         yield engine
     finally:

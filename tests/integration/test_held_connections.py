@@ -76,7 +76,10 @@ async def test_a_kept_connection_is_reused_without_scope_or_transaction(
             None,
             "",
         )
-        assert await driver.fetchval("SELECT current_user") != APP_ROLE
+        # It still runs as the service's role (its session setting, decision 0014), so a
+        # statement sent on it outside a unit of work sees no user's rows.
+        assert await driver.fetchval("SELECT current_user") == APP_ROLE
+        assert await driver.fetchval(f"SELECT count(*) FROM {SCHEMA}.conversations") == 0
 
         # A unit of work that fails mid-transaction leaves its connection rolled back.
         async def fails() -> None:
@@ -167,3 +170,38 @@ async def test_kept_connections_killed_by_the_database_are_renewed(
         assert not fresh & pids
     finally:
         await factory.aclose()
+
+
+async def test_a_unit_of_work_refuses_an_engine_whose_connections_run_as_the_login_role(
+    pg_url: str, admin: AsyncEngine
+) -> None:
+    # An engine made without create_engine logs in as the (superuser) login role: its
+    # statements would bypass row-level security, so no unit of work runs on it.
+    plain = create_async_engine(to_async_url(pg_url), poolclass=NullPool)
+    factory = PostgresUnitOfWorkFactory(plain)
+    try:
+        with pytest.raises(RuntimeError, match="chatcore_app"):
+            async with factory(uuid.uuid4()):
+                pass
+        assert factory.held.idle == 0
+    finally:
+        await factory.aclose()
+        await plain.dispose()
+    assert await _our_backends(admin, pg_url) == 0
+
+
+async def test_the_service_engine_starts_every_connection_as_the_service_role(
+    engine: AsyncEngine,
+) -> None:
+    # Outside any unit of work too: the role and the planner setting are the
+    # connection's own, from its start-up packet (decision 0014).
+    async with engine.connect() as conn:
+        role, bitmapscan, user = (
+            await conn.execute(
+                text(
+                    "SELECT current_user, current_setting('enable_bitmapscan'),"
+                    " current_setting('app.current_user_id', true)"
+                )
+            )
+        ).one()
+    assert (role, bitmapscan, user or None) == (APP_ROLE, "off", None)

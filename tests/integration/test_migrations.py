@@ -254,7 +254,7 @@ async def _wait_until_blocked(conn: AsyncConnection, pid: int) -> None:
 
 
 async def test_role_creation_tolerates_a_concurrent_creator(
-    pg_engine: AsyncEngine, create_db: CreateDb
+    login_engine: AsyncEngine, create_db: CreateDb
 ) -> None:
     # The cluster-wide role race, made deterministic with a throwaway role: the first
     # creator's transaction stays open while the second one (in another database, where
@@ -265,25 +265,25 @@ async def test_role_creation_tolerates_a_concurrent_creator(
     create_role: str = initial.create_role_sql(role)
     other = create_async_engine(to_async_url(await create_db()), poolclass=NullPool)
     try:
-        async with pg_engine.connect() as first, other.connect() as second:
+        async with login_engine.connect() as first, other.connect() as second:
             await first.begin()
             await second.begin()
             await first.execute(text(create_role))
             second_pid = (await second.execute(text("SELECT pg_backend_pid()"))).scalar_one()
             blocked = asyncio.ensure_future(second.execute(text(create_role)))
-            async with pg_engine.connect() as watcher:
+            async with login_engine.connect() as watcher:
                 await _wait_until_blocked(watcher, second_pid)
             await first.commit()
             await asyncio.wait_for(blocked, timeout=10)
             await second.commit()
-        async with pg_engine.connect() as conn:
+        async with login_engine.connect() as conn:
             count = await conn.execute(
                 text("SELECT count(*) FROM pg_roles WHERE rolname = :role"), {"role": role}
             )
             assert count.scalar() == 1
     finally:
         await other.dispose()
-        async with pg_engine.connect() as conn:
+        async with login_engine.connect() as conn:
             await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
             await conn.commit()
 
@@ -322,7 +322,7 @@ async def _schema_exists(url: str, schema: str) -> bool:
         await engine.dispose()
 
 
-async def test_query_tables_match_the_migration(pg_engine: AsyncEngine) -> None:
+async def test_query_tables_match_the_migration(login_engine: AsyncEngine) -> None:
     # tables.py (used by the queries) and the migration (which made the database) are
     # written separately; Alembic's autogenerate comparison says whether they agree.
     def compare(connection: Connection) -> list[Any]:
@@ -336,7 +336,7 @@ async def test_query_tables_match_the_migration(pg_engine: AsyncEngine) -> None:
         )
         return [d for d in compare_metadata(context, metadata) if "alembic_version" not in str(d)]
 
-    async with pg_engine.connect() as conn:
+    async with login_engine.connect() as conn:
         # The metadata has no schema: compare it with the search path's first schema.
         await conn.execute(text("SET LOCAL search_path TO chat"))
         assert await conn.run_sync(compare) == []
@@ -355,16 +355,16 @@ async def _grants(engine: AsyncEngine, role: str) -> dict[str, str]:
         return dict(rows.all())
 
 
-async def test_service_role_is_granted_what_it_needs_only(pg_engine: AsyncEngine) -> None:
-    assert await _grants(pg_engine, APP_ROLE) == dict.fromkeys(
+async def test_service_role_is_granted_what_it_needs_only(login_engine: AsyncEngine) -> None:
+    assert await _grants(login_engine, APP_ROLE) == dict.fromkeys(
         ("conversations", "messages", "usage_tracking", "message_reactions"),
         "DELETE,INSERT,SELECT,UPDATE",
     )
 
 
-async def test_analytics_role_may_only_read_usage(pg_engine: AsyncEngine) -> None:
-    assert await _grants(pg_engine, ANALYTICS_ROLE) == {"usage_tracking": "SELECT"}
-    async with pg_engine.connect() as conn:
+async def test_analytics_role_may_only_read_usage(login_engine: AsyncEngine) -> None:
+    assert await _grants(login_engine, ANALYTICS_ROLE) == {"usage_tracking": "SELECT"}
+    async with login_engine.connect() as conn:
         row = (
             await conn.execute(
                 text(

@@ -80,13 +80,17 @@ async def test_history_reads_only_the_window_however_long_the_conversation(
     arguments = compiled.arguments({"conversation_id": conversation, "limit": WINDOW})
     try:
         async with engine.begin() as conn:
+            # Many users' rows: as the login role (the service's role sees none of them).
+            await conn.execute(text("SET LOCAL ROLE NONE"))
             await _fill(conn, user, conversation)
         async with engine.connect() as conn:
+            await conn.execute(text("SET LOCAL ROLE NONE"))
             await conn.execute(text("ANALYZE chat.conversations, chat.messages"))
             await conn.commit()
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
-            # The transaction the service's units of work open (role, user, settings).
+            # The transaction the service's units of work open (the user; the role and
+            # the planner's settings are the connection's own).
             await driver.execute(_begin_scoped(user))
             await driver.execute(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
             raw = await driver.fetchval(

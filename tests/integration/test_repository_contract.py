@@ -634,6 +634,9 @@ async def wait_until_blocked(
     for _ in range(500):
         assert not task.done(), "the second insert did not wait for the first transaction"
         async with factory.engine.connect() as watcher:
+            # Another session's wait shows only to its login role (the service's role
+            # sees no other backend's details); the rollback at the end restores it.
+            await watcher.execute(text("SET LOCAL ROLE NONE"))
             waiting = await watcher.execute(
                 text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
                 {"pid": pid},

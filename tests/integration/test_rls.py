@@ -131,7 +131,7 @@ def is_rls_violation(exc: DBAPIError) -> bool:
 
 @pytest.mark.parametrize("table", TABLES)
 async def test_select_without_where_sees_only_the_current_users_rows(
-    pg_engine: AsyncEngine, table: str
+    pg_engine: AsyncEngine, login_engine: AsyncEngine, table: str
 ) -> None:
     await assert_login_role_is_privileged(pg_engine)
     alice, bob = uuid.uuid4(), uuid.uuid4()
@@ -146,10 +146,18 @@ async def test_select_without_where_sees_only_the_current_users_rows(
         bob_rows = (await conn.execute(text(f"SELECT id FROM {SCHEMA}.{table}"))).all()
         assert {row[0] for row in bob_rows} == bob_ids[table]
 
-    # Without the role switch a superuser login role sees both users' rows (superusers
-    # bypass every policy): the switch, not the query, is what isolates users. A mere
+    # As the login role itself, a superuser sees both users' rows (superusers bypass
+    # every policy): the service's role, not the query, is what isolates users. A mere
     # owner is held by FORCE ROW LEVEL SECURITY and, without a user set, sees nothing.
+    # The service's own connections never run as the login role (decision 0014): without
+    # a user they see nothing.
     async with pg_engine.connect() as conn:
+        unscoped = await conn.execute(
+            text(f"SELECT count(*) FROM {SCHEMA}.{table} WHERE user_id IN (:a, :b)"),
+            {"a": alice, "b": bob},
+        )
+        assert unscoped.scalar() == 0
+    async with login_engine.connect() as conn:
         superuser, count = (
             await conn.execute(
                 text(
@@ -368,11 +376,12 @@ async def test_unit_of_work_runs_as_the_service_role_for_one_transaction(
         conn = await uow.connection()
         assert tuple((await conn.execute(probe)).one()) == (APP_ROLE, session, str(user), pid)
 
-    # Back in the pool, the same connection carries neither the role nor the user.
+    # Back in the pool, the same connection carries no user: it is still the service's
+    # role (its own setting, decision 0014), which without a user sees no rows.
     async with pg_engine.connect() as conn:
         current, _, setting, reused_pid = (await conn.execute(probe)).one()
     assert reused_pid == pid  # the pool handed back the connection the unit of work used
-    assert current == session
+    assert current == APP_ROLE
     assert setting in ("", None)
 
 
@@ -382,14 +391,15 @@ _IN_POOL_PROBE = text(
 
 
 async def _checked_out_clean(engine: AsyncEngine) -> None:
-    """The pooled connection is outside any transaction and carries no role or user."""
+    """The pooled connection is outside any transaction and carries no user (its role is
+    the service's own, decision 0014)."""
     async with asyncio.timeout(10), engine.connect() as conn:
         raw = await conn.get_raw_connection()
         assert raw.driver_connection is not None
         assert not raw.driver_connection.is_in_transaction()
         current, session, setting = (await conn.execute(_IN_POOL_PROBE)).one()
-    assert current == session  # the service's role is gone with the rollback
-    assert setting in ("", None)
+    assert (current, session != APP_ROLE) == (APP_ROLE, True)
+    assert setting in ("", None)  # the user is gone with the rollback
 
 
 async def _one_connection_engine(pg_url: str) -> AsyncEngine:

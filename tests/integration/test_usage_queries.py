@@ -277,7 +277,10 @@ async def test_the_reader_runs_as_the_analytics_role_for_one_transaction(
     reader = PostgresSystemUsageReader(fresh_engine)
     await answer(PostgresUnitOfWorkFactory(fresh_engine), uuid.uuid4(), T0, PAID, 0.5)
     assert await reader.paid_cost_since(T0) == 0.5
-    # The role ended with the reader's transaction: the pooled connection is clean.
+    # The role ended with the reader's transaction: the pooled connection is the
+    # service's role again, with bitmap scans off (decision 0014).
     async with fresh_engine.connect() as conn:
-        row = (await conn.execute(text("SELECT current_user = session_user"))).one()
-    assert row[0] is True
+        row = (
+            await conn.execute(text("SELECT current_user, current_setting('enable_bitmapscan')"))
+        ).one()
+    assert tuple(row) == (APP_ROLE, "off")

@@ -29,8 +29,13 @@ from chatcore.usage import GroupBy, UsageBucket, UsageTotals, UsageWindow
 
 __all__ = ["PostgresSystemUsageReader"]
 
-# Transaction-local, like the unit of work's scope: it ends with the transaction.
-_SCOPE = text(f"SELECT set_config('role', '{ANALYTICS_ROLE}', true)")
+# Transaction-local, like the unit of work's scope: it ends with the transaction. The
+# engine's connections start with bitmap scans off, for the unit of work's reads of
+# one user's rows (decision 0012); aggregates over every user's rows may want them.
+_SCOPE = text(
+    f"SELECT set_config('role', '{ANALYTICS_ROLE}', true),"
+    " set_config('enable_bitmapscan', 'on', true)"
+)
 
 
 class PostgresSystemUsageReader:

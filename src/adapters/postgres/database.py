@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from adapters.postgres.tables import DEFAULT_SCHEMA
+from adapters.postgres.tables import APP_ROLE, DEFAULT_SCHEMA
 
 __all__ = ["create_engine", "max_connections", "ping", "to_async_url"]
 
@@ -81,12 +81,26 @@ def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 30) -
     whose first statement meets a dead pooled connection retries once on a fresh one,
     after SQLAlchemy invalidated the whole pool, so the service recovers by itself when
     the database restarts.
+
+    Every connection starts as the service's unprivileged role, ``chatcore_app``, with
+    bitmap scans off (decision 0014): both are sent with the connection's start-up
+    packet, so no transaction pays for them and no statement on these connections runs
+    as the login role, even outside a unit of work. The login role must be allowed to
+    switch to it, as for ``SET ROLE`` (a superuser, the tables' owner that ran the
+    migrations, or a member of the role); the migrations create the role, so run them
+    first.
     """
     connect_args: dict[str, Any] = {
         "server_settings": {
             "application_name": "chatcore",
             # Short OLTP statements: JIT compilation would only add latency.
             "jit": "off",
+            # Row-level security applies to this role even when the login role is a
+            # superuser or owns the tables; per transaction only the user is set.
+            "role": APP_ROLE,
+            # Decision 0012: a conversation's newest messages are an ordered index
+            # scan that stops at the history window, never a bitmap scan and a sort.
+            "enable_bitmapscan": "off",
         },
     }
     return create_async_engine(

@@ -42,8 +42,9 @@ __all__ = [
 ]
 
 DEFAULT_SCHEMA = "chat"
-# The unprivileged role the service's transactions run as (``SET LOCAL ROLE``), so that
-# row-level security applies even when the login role is a superuser or the owner.
+# The unprivileged role the service's connections run as (set when each one starts,
+# decision 0014), so that row-level security applies even when the login role is a
+# superuser or the owner.
 APP_ROLE = "chatcore_app"
 # The read-only role of service-wide usage figures (admin analytics, the paid-model
 # budget): SELECT on usage_tracking only, every user's rows, nothing else.

@@ -109,10 +109,14 @@ class HeldConnections:
         connection = await self._engine.connect()
         try:
             raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            if not connection.info.get(_ROLE_CHECKED):
+                await _check_service_role(driver)
+                connection.info[_ROLE_CHECKED] = True
         except BaseException:
             await connection.close()
             raise
-        return connection, raw.driver_connection
+        return connection, driver
 
     async def give_back(self, connection: AsyncConnection, driver: Any) -> None:
         """Keep ``connection`` for the next unit of work, or return it to the engine."""
@@ -133,6 +137,24 @@ class HeldConnections:
         await self.forget()
 
 
+_ROLE_CHECKED = "chatcore.service_role_checked"
+# The connection's settings that the unit of work relies on (decision 0014).
+_SESSION_CHECK = "SELECT current_user, current_setting('enable_bitmapscan')"
+
+
+async def _check_service_role(driver: Any) -> None:
+    """Refuse a connection that would run the unit of work's statements as anything but
+    the service's role: outside row-level security if the login role is a superuser or
+    the owner. Once per connection (its pool record remembers it)."""
+    role, bitmapscan = await driver.fetchrow(_SESSION_CHECK)
+    if role != APP_ROLE or bitmapscan != "off":
+        raise RuntimeError(
+            f"the engine's connections run as {role!r} with enable_bitmapscan={bitmapscan}, "
+            f"not as {APP_ROLE!r} with it off; create the engine with "
+            "adapters.postgres.create_engine"
+        )
+
+
 async def _close_quietly(connection: AsyncConnection) -> None:
     try:
         await connection.close()
@@ -141,27 +163,19 @@ async def _close_quietly(connection: AsyncConnection) -> None:
 
 
 def _begin_scoped(user_id: UUID) -> str:
-    """BEGIN and the scope as one simple-protocol round trip.
+    """BEGIN and the user's scope as one simple-protocol round trip.
 
-    Both settings are transaction-local (``SET LOCAL``): they end with the
-    transaction, so a pooled connection never carries one user's identity into another's
-    request. ``SET LOCAL ROLE`` makes current_user the unprivileged role, to which
-    row-level security applies even when the login role is a superuser or owns the
-    tables. Utility commands, not a ``SELECT set_config(...)``: the server neither plans
-    them nor sends a row back. The simple protocol takes no parameters, so the user id
-    is written into the text: ``str(UUID)`` is only hex digits and dashes, and the role
-    and setting names are our own constants.
-
-    ``enable_bitmapscan`` is off for the service's transactions (decision 0012): every
-    statement they run reads one user's rows through an index that gives them in the
-    order asked for, and a bitmap scan, which loses that order, was the planner's pick
-    for a conversation's newest messages whenever it guessed the conversation short:
-    it then read the whole conversation and sorted it, however long.
+    The setting is transaction-local (``SET LOCAL``): it ends with the transaction, so a
+    pooled connection never carries one user's identity into another's request. The
+    role that row-level security applies to, ``chatcore_app``, and the planner's
+    ``enable_bitmapscan = off`` (decision 0012) are the connection's own settings from
+    its start (:func:`adapters.postgres.database.create_engine`, decision 0014), checked
+    once per connection by :class:`HeldConnections`. A utility command, not a ``SELECT
+    set_config(...)``: the server neither plans it nor sends a row back. The simple
+    protocol takes no parameters, so the user id is written into the text: ``str(UUID)``
+    is only hex digits and dashes, and the setting's name is our own constant.
     """
-    return (
-        f"BEGIN; SET LOCAL ROLE {APP_ROLE}; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}';"
-        " SET LOCAL enable_bitmapscan = off"
-    )
+    return f"BEGIN; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}'"
 
 
 class PostgresUnitOfWork:

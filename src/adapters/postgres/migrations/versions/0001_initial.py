@@ -244,7 +244,8 @@ def upgrade() -> None:
     op.create_index("ix_usage_created", "usage_tracking", ["created_at"], schema=schema)
     op.create_index("ix_usage_message", "usage_tracking", ["message_id"], schema=schema)
 
-    # Row-level security. The service runs its transactions as APP_ROLE (SET LOCAL ROLE):
+    # Row-level security. The service runs its statements as APP_ROLE (its connections
+    # start as it, decision 0014):
     # superusers and BYPASSRLS roles ignore policies, FORCE makes them apply to the
     # tables' owner too. NULLIF: once a SET LOCAL ends the setting reads '' (not NULL),
     # and ''::uuid would raise instead of matching nothing.
