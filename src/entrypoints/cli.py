@@ -33,6 +33,39 @@ def _embedded_database(settings: Settings) -> str:
     return url
 
 
+SCHEMA_CHECK_TIMEOUT = 10.0
+"""Seconds the start-up check of an external database's schema waits for an answer."""
+
+
+def _check_schema(settings: Settings) -> None:
+    """Refuse to start on an external database that lacks this release's migrations
+    (every request would fail); start anyway when it cannot be reached now: the service
+    recovers by itself once it can, and ``/health/ready`` answers 503 until then."""
+    from adapters.postgres import missing_migrations  # noqa: PLC0415
+
+    url, schema = settings.database_url, settings.db_schema
+    assert url is not None
+    try:
+        current, missing = asyncio.run(
+            asyncio.wait_for(missing_migrations(url, schema), SCHEMA_CHECK_TIMEOUT)
+        )
+    except Exception as exc:  # out of reach now; readiness tells when it is back
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        get_logger("chatcore.cli").warning(
+            "database schema not checked: the database did not answer", error=first
+        )
+        return
+    if missing:
+        state = "was never migrated" if current is None else f"is at revision {current}"
+        print(
+            f"chatcore: configuration error: DATABASE_URL names a database whose schema "
+            f"{schema!r} {state}; this release needs revision {missing[-1]}: run "
+            "`chatcore migrate` first",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def _stop_embedded_before_dying(settings: Settings) -> None:
     """Stop the embedded PostgreSQL when a SIGTERM ends the process.
 
@@ -62,6 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Started here, once, so that every server worker shares the same database.
         os.environ["DATABASE_URL"] = _embedded_database(settings)
         _stop_embedded_before_dying(settings)
+    else:
+        _check_schema(settings)
     os.environ[DEFAULTS_LOGGED_ENV] = "1"  # the workers need not repeat the lines above
     from entrypoints.auth import resolve_jwt_secret  # noqa: PLC0415
 
@@ -85,6 +120,8 @@ def _consume(_: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"chatcore: {exc}", file=sys.stderr)
         return 2
+    if settings.database_url is not None:
+        _check_schema(settings)
     get_logger("chatcore.cli").info(
         "consuming",
         exchange=config.exchange,

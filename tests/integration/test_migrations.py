@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,7 @@ from adapters.postgres import (
     downgrade,
     metadata,
     migrate,
+    missing_migrations,
     to_async_url,
 )
 from chatcore.domain import Conversation, Message, SenderType, Usage, UsageRecord, new_id
@@ -583,3 +587,58 @@ async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
             await conn.execute(text(f"DROP OWNED BY {owner}"))
             await conn.execute(text(f"DROP ROLE IF EXISTS {owner}"))
         await admin.dispose()
+
+
+async def test_missing_migrations_name_what_a_database_lacks(create_db: CreateDb) -> None:
+    url = await create_db()
+    assert await missing_migrations(url, "chat") == (None, ["0001", "0002", "0003", HEAD])
+    await migrate(url, "chat", revision="0002")
+    assert await missing_migrations(url, "chat") == ("0002", ["0003", HEAD])
+    await migrate(url, "chat")
+    assert await missing_migrations(url, "chat") == (HEAD, [])
+    # Another schema of the same database is checked on its own.
+    assert await missing_migrations(url, "chat_other") == (None, ["0001", "0002", "0003", HEAD])
+    # A revision this release does not know: a newer release migrated it (rolling
+    # upgrade); its changes are additive, so nothing is missing.
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE chat.alembic_version SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+    assert await missing_migrations(url, "chat") == ("9999", [])
+
+
+def _serve(url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "PYTHONPATH"}}
+    return subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "serve", "--port", "1"],
+        env={
+            **env,
+            "DATABASE_URL": url,
+            "CHATCORE_DATA_DIR": str(tmp_path / "data"),
+            "JWT_SECRET": "a-secret-of-sixteen-chars-or-more",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_serve_refuses_a_database_this_release_has_not_migrated(
+    create_db: CreateDb, tmp_path: Path
+) -> None:
+    # Every request would fail; start-up stops instead, with one line saying what to do.
+    url = await create_db()
+    await migrate(url, "chat", revision="0003")
+    done = await asyncio.to_thread(_serve, url, tmp_path)
+    assert done.returncode == 2
+    # The log lines before it are JSON; the error is one plain line.
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("chatcore:")]
+    assert "DATABASE_URL" in line
+    assert "at revision 0003" in line
+    assert f"needs revision {HEAD}" in line
+    assert "chatcore migrate" in line
+    assert '"serving"' not in done.stdout + done.stderr

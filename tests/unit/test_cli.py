@@ -89,3 +89,17 @@ def test_serve_with_a_bad_port_exits_2_with_one_line_naming_it(tmp_path: Path) -
     assert "PORT" in lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_serve_starts_when_the_database_cannot_be_reached_yet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A database down at start-up must not keep the service down once it is back: the
+    # schema is then not checked, a warning says so, and start-up goes on.
+    from entrypoints.cli import _check_schema  # noqa: PLC0415
+    from entrypoints.settings import load_settings  # noqa: PLC0415
+
+    settings = load_settings(
+        {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing", "JWT_SECRET": "x" * 32}
+    )
+    _check_schema(settings)  # returns: no SystemExit

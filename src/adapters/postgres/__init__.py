@@ -18,6 +18,7 @@ from adapters.postgres.migrate import (
     downgrade,
     migrate,
     migration_lock_key,
+    missing_migrations,
     run_migrations,
 )
 from adapters.postgres.repositories import (
@@ -54,6 +55,7 @@ __all__ = [
     "metadata",
     "migrate",
     "migration_lock_key",
+    "missing_migrations",
     "ping",
     "run_migrations",
     "start_embedded",

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,7 +20,14 @@ from sqlalchemy.pool import NullPool
 from adapters.postgres.database import to_async_url
 from adapters.postgres.tables import DEFAULT_SCHEMA
 
-__all__ = ["alembic_config", "downgrade", "migrate", "migration_lock_key", "run_migrations"]
+__all__ = [
+    "alembic_config",
+    "downgrade",
+    "migrate",
+    "migration_lock_key",
+    "missing_migrations",
+    "run_migrations",
+]
 
 _SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 # Alembic keeps its running context in module globals (``alembic.context``,
@@ -98,3 +108,36 @@ async def downgrade(url: str, revision: str, schema: str = DEFAULT_SCHEMA) -> No
 def run_migrations(url: str, schema: str = DEFAULT_SCHEMA) -> None:
     """Synchronous :func:`migrate`, for the command line."""
     asyncio.run(migrate(url, schema))
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _missing(connection: Connection, schema: str) -> tuple[str | None, list[str]]:
+    context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    current = context.get_current_revision()
+    script = ScriptDirectory.from_config(alembic_config(schema))
+    if current is not None and not _known(script, current):
+        # Migrated by a newer release (a rolling upgrade): its changes are additive.
+        return current, []
+    wanted = [r.revision for r in script.iterate_revisions("head", current or "base")]
+    return current, list(reversed(wanted))
+
+
+async def missing_migrations(
+    url: str, schema: str = DEFAULT_SCHEMA
+) -> tuple[str | None, list[str]]:
+    """The database's revision of ``schema`` (None: never migrated) and the revisions
+    this release has that it lacks, oldest first (empty: up to date, or migrated by a
+    newer release). Reads only; raises what the driver raises when the database is out
+    of reach."""
+    engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_missing, schema)
+    finally:
+        await engine.dispose()
