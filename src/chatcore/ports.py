@@ -78,7 +78,8 @@ class ConversationRepository(Protocol):
     ) -> tuple[Conversation, builtins.list[Message]] | None:
         """What :meth:`get` returns and the ``limit`` newest messages of the conversation
         (newest first, as ``MessageRepository.recent``), read together; None when the
-        user has no such conversation."""
+        user has no such conversation. The list is the caller's; the messages in it are
+        for reading only (an implementation may keep them and hand them out again)."""
         ...
 
     async def add_for_result(self, conversation: Conversation) -> bool:

@@ -109,9 +109,10 @@ class _Storage:
     close: Closer | None = None
 
 
-async def _database(settings: Settings) -> _Storage:
+async def _database(settings: Settings, metrics: Metrics) -> _Storage:
     # Imported here so that in-memory users of bootstrap do not load SQLAlchemy.
     from adapters.postgres import (  # noqa: PLC0415
+        HistoryCache,
         PostgresSystemUsageReader,
         PostgresUnitOfWorkFactory,
         create_engine,
@@ -135,8 +136,16 @@ async def _database(settings: Settings) -> _Storage:
 
     # As many units of work at once as the pool has connections, the others served in
     # arrival order; as many connections as the pool keeps stay with the units of work.
+    # Conversations' newest messages kept between messages (decision 0015).
+    size = settings.history_cache_size
+    history = HistoryCache(capacity=size) if size > 0 else None
+    if history is not None:
+        metrics.watch_history_cache(lambda: (history.hits, history.misses, len(history)))
     units = PostgresUnitOfWorkFactory(
-        engine, max_open=max_connections(settings.db_pool_size), keep=settings.db_pool_size
+        engine,
+        max_open=max_connections(settings.db_pool_size),
+        keep=settings.db_pool_size,
+        history=history,
     )
 
     async def close() -> None:
@@ -321,7 +330,7 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
     uow: UnitOfWorkFactory | None = overrides.pop("uow", None)
     system_usage: SystemUsageReader | None = overrides.pop("system_usage", None)
     if uow is None:
-        storage = await _database(settings)
+        storage = await _database(settings, metrics)
         uow, info["database"] = storage.uow, storage.where
         system_usage = system_usage or storage.system_usage
         if storage.ready:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from chatcore.events import (
     AnswerFailed,
@@ -20,11 +24,35 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+class _HistoryCacheCollector(Collector):
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        hits, misses, entries = self._read()
+        reads = CounterMetricFamily(
+            "chatcore_history_cache_reads",
+            "Reads of a conversation's newest messages, by whether the kept copy was "
+            "current (hit: the database sent no messages) or not (miss).",
+            labels=["result"],
+        )
+        reads.add_metric(["hit"], hits)
+        reads.add_metric(["miss"], misses)
+        yield reads
+        yield GaugeMetricFamily(
+            "chatcore_history_cache_conversations",
+            "Conversations whose newest messages this process keeps.",
+            value=entries,
+        )
+
+
 class Metrics:
     """HTTP request counts and latencies, plus counters fed by domain events."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._history_read: Callable[[], tuple[int, int, int]] | None = None
+        self.registry.register(_HistoryCacheCollector(self._history_figures))
         self.http_requests = Counter(
             "chatcore_http_requests_total",
             "HTTP requests by method, route template and status code.",
@@ -99,6 +127,14 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
+
+    def watch_history_cache(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        """Export the kept newest messages' figures: ``read`` gives (hits, misses,
+        conversations kept) when ``/metrics`` is scraped."""
+        self._history_read = read
+
+    def _history_figures(self) -> tuple[int, int, int]:
+        return self._history_read() if self._history_read is not None else (0, 0, 0)
 
     def observe_event(self, event: DomainEvent) -> None:
         if isinstance(event, AnswerProduced):

@@ -40,7 +40,7 @@ from chatcore.usage import UsageWindow
 
 pytestmark = pytest.mark.postgres
 
-HEAD = "0004"
+HEAD = "0005"
 # The unique index of 0003, as pg_indexes shows it.
 RESULT_INDEX = (
     "CREATE UNIQUE INDEX uq_conversations_result ON {schema}.conversations USING btree"
@@ -591,13 +591,16 @@ async def test_a_non_superuser_owner_can_migrate_and_is_held_by_rls(
 
 async def test_missing_migrations_name_what_a_database_lacks(create_db: CreateDb) -> None:
     url = await create_db()
-    assert await missing_migrations(url, "chat") == (None, ["0001", "0002", "0003", HEAD])
+    assert await missing_migrations(url, "chat") == (None, ["0001", "0002", "0003", "0004", HEAD])
     await migrate(url, "chat", revision="0002")
-    assert await missing_migrations(url, "chat") == ("0002", ["0003", HEAD])
+    assert await missing_migrations(url, "chat") == ("0002", ["0003", "0004", HEAD])
     await migrate(url, "chat")
     assert await missing_migrations(url, "chat") == (HEAD, [])
     # Another schema of the same database is checked on its own.
-    assert await missing_migrations(url, "chat_other") == (None, ["0001", "0002", "0003", HEAD])
+    assert await missing_migrations(url, "chat_other") == (
+        None,
+        ["0001", "0002", "0003", "0004", HEAD],
+    )
     # A revision this release does not know: a newer release migrated it (rolling
     # upgrade); its changes are additive, so nothing is missing.
     engine = create_async_engine(to_async_url(url), poolclass=NullPool)

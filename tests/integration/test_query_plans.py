@@ -77,7 +77,9 @@ async def test_history_reads_only_the_window_however_long_the_conversation(
     engine = create_engine(url, "chat", pool_size=1)
     user, conversation = uuid.uuid4(), uuid.uuid4()
     compiled = statement_cache(engine)(_GET_CONVERSATION_WITH_RECENT)
-    arguments = compiled.arguments({"conversation_id": conversation, "limit": WINDOW})
+    arguments = compiled.arguments(
+        {"conversation_id": conversation, "limit": WINDOW, "known_version": None}
+    )
     try:
         async with engine.begin() as conn:
             # Many users' rows: as the login role (the service's role sees none of them).

@@ -13,6 +13,7 @@ Typical use::
 from adapters.postgres.analytics import PostgresSystemUsageReader
 from adapters.postgres.database import create_engine, max_connections, ping, to_async_url
 from adapters.postgres.embedded import start_embedded, stop_embedded
+from adapters.postgres.history import HistoryCache
 from adapters.postgres.migrate import (
     alembic_config,
     downgrade,
@@ -41,6 +42,7 @@ __all__ = [
     "APP_ROLE",
     "DEFAULT_SCHEMA",
     "USER_SETTING",
+    "HistoryCache",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
     "PostgresReactionRepository",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     ColumnElement,
     DateTime,
     Executable,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from adapters.postgres.history import Entry, PendingHistory
 from adapters.postgres.tables import conversations, message_reactions, messages, usage_tracking
 from chatcore.domain.conversation import ContextType, Conversation, ConversationStatus
 from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
@@ -70,6 +72,9 @@ class ConnectionSource(Protocol):
     """What a repository needs from its unit of work."""
 
     user_id: UUID
+    # The conversations' newest messages kept in memory (None: not kept, every read
+    # goes to the database); see adapters.postgres.history.
+    history: PendingHistory | None
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any]
@@ -117,7 +122,11 @@ _CONVERSATION_COLUMNS = (
     _c.result_id,
 )
 
-_INSERT_CONVERSATION = insert(conversations)
+# The columns the domain has: the others (history_version) keep their defaults.
+_CONVERSATION_VALUES = {
+    column.key: bindparam(column.key, type_=column.type) for column in _CONVERSATION_COLUMNS
+}
+_INSERT_CONVERSATION = insert(conversations).values(_CONVERSATION_VALUES)
 # The partial unique index on result_id decides, in the one statement: the inference
 # clause must repeat the index's predicate for PostgreSQL to pick it as the arbiter. A
 # row of the same result (another user's, a deleted one) makes it insert nothing and
@@ -129,6 +138,7 @@ _INSERT_CONVERSATION = insert(conversations)
 # of another user before any of this, as for a plain INSERT.
 _INSERT_CONVERSATION_FOR_RESULT = (
     pg_insert(conversations)
+    .values(_CONVERSATION_VALUES)
     .on_conflict_do_nothing(index_elements=[_c.result_id], index_where=_c.result_id.is_not(None))
     .returning(_c.id)
 )
@@ -273,15 +283,31 @@ class PostgresConversationRepository:
         if limit <= 0:
             conversation = await self.get(conversation_id)
             return None if conversation is None else (conversation, [])
+        history = self._source.history
+        known = history.known(conversation_id, limit) if history is not None else None
         rows = await _execute(
             self._source,
             _GET_CONVERSATION_WITH_RECENT,
-            {"conversation_id": conversation_id, "limit": limit},
+            {
+                "conversation_id": conversation_id,
+                "limit": limit,
+                "known_version": known.version if known is not None else None,
+            },
         )
         if not rows:
+            if history is not None:
+                history.forget(conversation_id)
             return None
         conversation = _conversation(rows[0][:_CONVERSATION_WIDTH])
-        recent = [_message(row[_CONVERSATION_WIDTH:]) for row in rows if row[_CONVERSATION_WIDTH]]
+        version = rows[0][_CONVERSATION_WIDTH]
+        if known is not None and version == known.version:
+            # Unchanged since it was kept: the database sent no messages.
+            assert history is not None
+            history.hit()
+            return conversation, list(known.messages[:limit])
+        recent = [_message(row[_MESSAGE_START:]) for row in rows if row[_MESSAGE_START]]
+        if history is not None:
+            history.read(conversation_id, version, limit, recent)
         return conversation, recent
 
     async def get_by_result(self, result_id: str) -> Conversation | None:
@@ -356,7 +382,7 @@ _MESSAGE_COLUMNS = (
 _GET_MESSAGE = select(*_MESSAGE_COLUMNS).where(
     _m.id == bindparam("message_id"), _m.conversation_id == bindparam("conversation_id")
 )
-_SAVE_MESSAGE = (
+_SAVE_MESSAGE_ROW = (
     update(messages)
     .where(_m.id == bindparam("message_id"))
     .values(
@@ -365,6 +391,31 @@ _SAVE_MESSAGE = (
         metadata=bindparam("p_metadata", type_=_m.metadata.type),
     )
 )
+
+
+def _bump_history(name: str = "bumped") -> Any:
+    """A CTE adding one to the conversation's ``history_version`` (decision 0015): every
+    statement that inserts or updates messages has one, and returns the new value, so
+    that a kept copy of the conversation's newest messages knows whether it is current.
+    Row-level security keeps it to the user's conversation."""
+    return (
+        update(conversations)
+        .where(_c.id == bindparam("b_conversation_id", type_=_c.id.type))
+        .values(history_version=_c.history_version + 1)
+        .returning(_c.history_version)
+        .cte(name)
+    )
+
+
+def _with_bump(statement: Any) -> Executable:
+    bumped = _bump_history()
+    result: Executable = statement.add_cte(bumped).returning(
+        select(bumped.c.history_version).scalar_subquery()
+    )
+    return result
+
+
+_SAVE_MESSAGE = _with_bump(_SAVE_MESSAGE_ROW)
 _MESSAGE_FIELDS = (
     "id",
     "conversation_id",
@@ -383,7 +434,8 @@ def _message_values(prefix: str) -> dict[str, Any]:
     return {name: bindparam(f"{prefix}{name}", type_=_m[name].type) for name in _MESSAGE_FIELDS}
 
 
-_INSERT_MESSAGE = insert(messages).values(_message_values("m0_"))
+_INSERT_MESSAGE_ROW = insert(messages).values(_message_values("m0_"))
+_INSERT_MESSAGE = _with_bump(_INSERT_MESSAGE_ROW)
 
 
 def _message_params(message: Message, prefix: str) -> dict[str, Any]:
@@ -403,15 +455,18 @@ def _message_params(message: Message, prefix: str) -> dict[str, Any]:
 @functools.cache
 def _append_messages(count: int) -> Executable:
     """Insert ``count`` messages and move their conversation's ``updated_at`` up, in one
-    statement (a data-modifying CTE): one round trip per turn instead of two."""
+    statement (a data-modifying CTE): one round trip per turn instead of two. Returns
+    the conversation's new ``history_version`` (decision 0015)."""
     touched = (
         update(conversations)
         .where(_c.id == bindparam("t_conversation_id", type_=_c.id.type))
         .values(
             updated_at=func.greatest(
                 _c.updated_at, bindparam("t_updated_at", type_=_c.updated_at.type)
-            )
+            ),
+            history_version=_c.history_version + 1,
         )
+        .returning(_c.history_version)
         .cte("touched")
     )
     # One single-row INSERT per message (all but the last as CTEs): SQLAlchemy caches
@@ -420,7 +475,10 @@ def _append_messages(count: int) -> Executable:
         insert(messages).values(_message_values(f"m{i}_")).cte(f"m{i}") for i in range(count - 1)
     ]
     last = insert(messages).values(_message_values(f"m{count - 1}_"))
-    return last.add_cte(touched, *earlier)
+    statement: Executable = last.add_cte(touched, *earlier).returning(
+        select(touched.c.history_version).scalar_subquery()
+    )
+    return statement
 
 
 _MESSAGE_ORDER = (_m.created_at, _m.id)
@@ -457,13 +515,19 @@ _RECENT_MESSAGES = (
 # stops at the limit (bitmap scans are off in the service's transactions, decision
 # 0012: a bitmap scan would read the whole conversation and sort it), one row each;
 # the conversation's columns are only on the first row (NULL on the others), so that
-# they are sent and decoded once, however many messages come with them.
+# they are sent and decoded once, however many messages come with them. Decision 0015:
+# given the history_version that a kept copy of the newest messages is true of
+# ("known_version"), the messages come only when the conversation's differs (the
+# condition is on the conversation alone: PostgreSQL checks it once, before any scan).
 _recent = (
     select(
         *_MESSAGE_COLUMNS,
         func.row_number().over(order_by=(_m.created_at.desc(), _m.id.desc())).label("rn"),
     )
-    .where(_m.conversation_id == _c.id)
+    .where(
+        _m.conversation_id == _c.id,
+        _c.history_version.is_distinct_from(bindparam("known_version", type_=BigInteger())),
+    )
     .order_by(_m.created_at.desc(), _m.id.desc())
     .limit(bindparam("limit"))
     .lateral("recent")
@@ -476,6 +540,7 @@ _GET_CONVERSATION_WITH_RECENT = (
             column if column.key == "id" else case((_first_row, column))
             for column in _CONVERSATION_COLUMNS
         ),
+        case((_first_row, _c.history_version)),
         *(_recent.c[column.key] for column in _MESSAGE_COLUMNS),
     )
     .select_from(conversations.outerjoin(_recent, true()))
@@ -483,6 +548,7 @@ _GET_CONVERSATION_WITH_RECENT = (
     .order_by(_recent.c.rn)
 )
 _CONVERSATION_WIDTH = len(_CONVERSATION_COLUMNS)
+_MESSAGE_START = _CONVERSATION_WIDTH + 1  # after the history_version
 
 
 def _save_message_params(message: Message) -> dict[str, Any]:
@@ -555,8 +621,21 @@ class PostgresMessageRepository:
     def __init__(self, source: ConnectionSource) -> None:
         self._source = source
 
+    def _wrote(
+        self,
+        conversation_id: UUID,
+        rows: Sequence[Sequence[Any]],
+        change: Callable[[Entry, int], Entry | None],
+    ) -> None:
+        history = self._source.history
+        if history is not None:
+            history.wrote(conversation_id, rows[0][0] if rows else None, change)
+
     async def add(self, message: Message) -> None:
-        await _execute(self._source, _INSERT_MESSAGE, _message_params(message, "m0_"))
+        params = _message_params(message, "m0_")
+        params["b_conversation_id"] = message.conversation_id
+        rows = await _execute(self._source, _INSERT_MESSAGE, params)
+        self._wrote(message.conversation_id, rows, lambda e, v: e.with_new(v, (message,)))
 
     async def append(self, *new: Message) -> None:
         """Insert new messages of one conversation and move its ``updated_at`` up to the
@@ -572,18 +651,24 @@ class PostgresMessageRepository:
         }
         for i, message in enumerate(new):
             params.update(_message_params(message, f"m{i}_"))
-        await _execute(self._source, _append_messages(len(new)), params)
+        rows = await _execute(self._source, _append_messages(len(new)), params)
+        self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new))
 
     async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
         """Insert (or write back) an answer and append its usage record, in one statement."""
         params = _usage_params(usage)
+        params["b_conversation_id"] = message.conversation_id
+        change: Callable[[Entry, int], Entry | None]
         if insert:
             params.update(_message_params(message, "m0_"))
             statement = _INSERT_ANSWER_WITH_USAGE
+            change = lambda e, v: e.with_new(v, (message,))  # noqa: E731
         else:
             params.update(_save_message_params(message))
             statement = _SAVE_ANSWER_WITH_USAGE
-        await _execute(self._source, statement, params)
+            change = lambda e, v: e.with_saved(v, message)  # noqa: E731
+        rows = await _execute(self._source, statement, params)
+        self._wrote(message.conversation_id, rows, change)
 
     async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
         rows = await _execute(
@@ -594,7 +679,10 @@ class PostgresMessageRepository:
         return _message(rows[0]) if rows else None
 
     async def save(self, message: Message) -> None:
-        await _execute(self._source, _SAVE_MESSAGE, _save_message_params(message))
+        params = _save_message_params(message)
+        params["b_conversation_id"] = message.conversation_id
+        rows = await _execute(self._source, _SAVE_MESSAGE, params)
+        self._wrote(message.conversation_id, rows, lambda e, v: e.with_saved(v, message))
 
     async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
         if page.limit <= 0:
@@ -812,11 +900,11 @@ _USAGE_VALUES = {
     )
 }
 _INSERT_USAGE = insert(usage_tracking).values(_USAGE_VALUES)
-_INSERT_ANSWER_WITH_USAGE = (
-    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_INSERT_MESSAGE.cte("answer"))
+_INSERT_ANSWER_WITH_USAGE = _with_bump(
+    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_INSERT_MESSAGE_ROW.cte("answer"))
 )
-_SAVE_ANSWER_WITH_USAGE = (
-    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_SAVE_MESSAGE.cte("answer"))
+_SAVE_ANSWER_WITH_USAGE = _with_bump(
+    insert(usage_tracking).values(_USAGE_VALUES).add_cte(_SAVE_MESSAGE_ROW.cte("answer"))
 )
 
 

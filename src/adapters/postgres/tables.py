@@ -10,6 +10,7 @@ queries (and a test checks that the two agree).
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -70,6 +71,8 @@ conversations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     # 0003: the assessment result an assessment conversation was made for.
     Column("result_id", Text(), nullable=True),
+    # 0005: one more at every change to the conversation's messages (decision 0015).
+    Column("history_version", BigInteger(), nullable=False, server_default=text("0")),
     CheckConstraint("status IN ('active', 'archived', 'deleted')", name="ck_conversations_status"),
     CheckConstraint(
         "context_type IN ('general', 'assessment', 'career_guidance')",

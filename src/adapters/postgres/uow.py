@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.postgres.compiled import StatementCache
+from adapters.postgres.history import HistoryCache, PendingHistory
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
@@ -208,8 +209,13 @@ class PostgresUnitOfWork:
         gate: FairGate | None = None,
         statements: StatementCache | None = None,
         held: HeldConnections | None = None,
+        *,
+        history: HistoryCache | None = None,
     ) -> None:
         self.user_id = user_id
+        # What this transaction read and wrote of conversations' newest messages, for
+        # the shared cache when it commits (decision 0015).
+        self.history = PendingHistory(history, user_id) if history is not None else None
         self._engine = engine
         self._held = held if held is not None else HeldConnections(engine, 0)
         self._gate = gate
@@ -321,6 +327,8 @@ class PostgresUnitOfWork:
         connection, self._connection = self._connection, None
         driver, self._driver = self._driver, None
         self._scoped = False
+        if self.history is not None:
+            self.history.discard()  # whatever was not committed
         if connection is None:
             self._leave_gate()
             return
@@ -351,17 +359,27 @@ class PostgresUnitOfWork:
         if self._scoped:
             self._scoped = False
             await self._driver.execute("COMMIT")
+        if self.history is not None:
+            self.history.commit()
 
 
 class PostgresUnitOfWorkFactory:
     """Opens :class:`PostgresUnitOfWork` on a shared engine; implements ``UnitOfWorkFactory``."""
 
-    def __init__(self, engine: AsyncEngine, max_open: int | None = None, keep: int = 0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        max_open: int | None = None,
+        keep: int = 0,
+        history: HistoryCache | None = None,
+    ) -> None:
         """``max_open``: how many units of work may hold a connection at once (the
         pool's size plus overflow); the others wait in arrival order. None: no limit
         here, the pool's own queue decides. ``keep``: how many connections to keep
         checked out between units of work (see :class:`HeldConnections`); then
-        :meth:`aclose` must run before the engine is disposed."""
+        :meth:`aclose` must run before the engine is disposed. ``history``: the
+        conversations' newest messages kept between units of work
+        (:mod:`adapters.postgres.history`); None: every read goes to the database."""
         self.engine = engine
         # The same pool; SQLAlchemy in autocommit mode leaves the transaction to the
         # unit of work (see PostgresUnitOfWork).
@@ -370,9 +388,12 @@ class PostgresUnitOfWorkFactory:
         # Shared by every unit of work: each statement is compiled once per engine.
         self.statements = statement_cache(engine)
         self.held = HeldConnections(self._autocommit, keep)
+        self.history = history
 
     def __call__(self, user_id: UUID) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self._autocommit, user_id, self._gate, self.statements, self.held)
+        return PostgresUnitOfWork(
+            self._autocommit, user_id, self._gate, self.statements, self.held, history=self.history
+        )
 
     async def aclose(self) -> None:
         """Return the kept connections to the engine's pool."""
