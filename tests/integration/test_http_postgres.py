@@ -119,3 +119,40 @@ def test_a_database_that_is_down_gives_503_not_500(tmp_path: Path) -> None:
         assert error["code"] == "SERVICE_UNAVAILABLE"
         assert "Traceback" not in response.text
         assert response.headers["x-request-id"]
+
+
+def _history_reads(client: TestClient[Any]) -> dict[str, float]:
+    reads = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("chatcore_history_cache_reads_total{"):
+            name, value = line.rsplit(" ", 1)
+            reads[name.split('"')[1]] = float(value)
+    return reads
+
+
+@pytest.mark.parametrize("size", ["512", "0"])
+def test_a_conversations_next_message_reads_its_history_from_memory(
+    tmp_path: Path, pg_url: str, size: str
+) -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": pg_url,
+            "JWT_SECRET": SECRET,
+            "CHATCORE_DATA_DIR": str(tmp_path),
+            "HISTORY_CACHE_SIZE": size,
+        }
+    )
+    user = uuid.uuid4()
+    with TestClient(create_app(settings)) as client:
+        cid = client.post("/conversations", json={}, headers=_headers(user)).json()["data"]["id"]
+        for question in ("Apa kekuatan saya?", "Karier apa yang cocok?", "Jurusan apa?"):
+            sent = client.post(
+                f"/conversations/{cid}/messages", json={"content": question}, headers=_headers(user)
+            )
+            assert sent.status_code == 201, sent.text
+        reads = _history_reads(client)
+        listed = client.get(f"/conversations/{cid}/messages", headers=_headers(user))
+    # The first message read the (empty) history from the database; the next two found
+    # it unchanged since this process wrote it. Switched off, nothing is kept.
+    assert reads == ({"hit": 2.0, "miss": 1.0} if size != "0" else {"hit": 0.0, "miss": 0.0})
+    assert len(listed.json()["data"]["messages"]) == 6

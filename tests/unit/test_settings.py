@@ -33,6 +33,8 @@ BAD_VALUES = [
     ("DB_SCHEMA", "x" * 64),
     ("DATABASE_POOL_SIZE", "0"),
     ("DATABASE_POOL_SIZE", "lots"),
+    ("HISTORY_CACHE_SIZE", "-1"),
+    ("HISTORY_CACHE_SIZE", "many"),
     ("CHATCORE_LANGUAGE", "fr"),
     ("FREE_MODEL_RATE_LIMIT_PER_MINUTE", "0"),
     ("RATE_LIMIT_CONVERSATIONS_PER_DAY", "many"),
@@ -64,6 +66,8 @@ def test_the_defaults() -> None:
     assert settings.db_schema == "chat"
     assert settings.db_pool_size == 30
     assert load_settings({"DATABASE_POOL_SIZE": "8"}).db_pool_size == 8
+    assert settings.history_cache_size == 512
+    assert load_settings({"HISTORY_CACHE_SIZE": "0"}).history_cache_size == 0  # off
     assert settings.data_dir == Path(".chatcore")
     assert settings.jwt_issuer == "atma-auth-service"
     assert settings.jwt_audience == "atma-services"
