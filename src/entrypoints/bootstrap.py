@@ -134,13 +134,13 @@ async def _database(settings: Settings, metrics: Metrics) -> _Storage:
     async def ready() -> bool:
         return await ping(engine)
 
-    # As many units of work at once as the pool has connections, the others served in
-    # arrival order; as many connections as the pool keeps stay with the units of work.
     # Conversations' newest messages kept between messages (decision 0015).
     size = settings.history_cache_size
     history = HistoryCache(capacity=size) if size > 0 else None
     if history is not None:
         metrics.watch_history_cache(lambda: (history.hits, history.misses, len(history)))
+    # As many units of work at once as the pool has connections, the others served in
+    # arrival order; as many connections as the pool keeps stay with the units of work.
     units = PostgresUnitOfWorkFactory(
         engine,
         max_open=max_connections(settings.db_pool_size),

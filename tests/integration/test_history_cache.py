@@ -118,6 +118,11 @@ async def version_of(engine: AsyncEngine, cid: UUID) -> int:
         return int(found.scalar_one())
 
 
+def newest(got: list[Message] | None) -> tuple[str, MessageStatus]:
+    assert got
+    return got[0].content, got[0].status
+
+
 def same(got: list[Message] | None, want: list[Message] | None) -> None:
     assert got is not None
     assert want is not None
@@ -181,11 +186,7 @@ async def test_another_processs_writes_are_read_at_the_next_message(
     await answer(there, writer, pending, insert=False)
     got = await recent(here, user, conversation.id)
     same(got, await recent(truth, user, conversation.id))
-    assert got is not None
-    assert (got[0].content, got[0].status) == (
-        "the whole answer",
-        MessageStatus.COMPLETE,
-    )
+    assert newest(got) == ("the whole answer", MessageStatus.COMPLETE)
 
 
 async def test_a_rolled_back_write_leaves_the_kept_copy_as_it_was(
@@ -195,6 +196,7 @@ async def test_a_rolled_back_write_leaves_the_kept_copy_as_it_was(
     cached = PostgresUnitOfWorkFactory(pg_engine, history=cache)
     truth = PostgresUnitOfWorkFactory(pg_engine)
     writer, user = Writer(conversation), conversation.user_id
+    await recent(cached, user, conversation.id)  # a copy to move
     kept = writer.message()
     await append(cached, kept)
 
@@ -205,7 +207,9 @@ async def test_a_rolled_back_write_leaves_the_kept_copy_as_it_was(
 
     with pytest.raises(LookupError):
         await fails()
+    hits = cache.hits
     got = await recent(cached, user, conversation.id)
+    assert cache.hits == hits + 1  # the copy as the committed append left it
     same(got, await recent(truth, user, conversation.id))
     assert [m.id for m in got or []] == [kept.id]
 
@@ -215,23 +219,23 @@ async def test_a_change_to_a_written_message_after_the_write_is_not_kept(
 ) -> None:
     # The service goes on changing its own Message objects (a streamed answer): what is
     # kept is what was written, until it is written again.
-    cached = PostgresUnitOfWorkFactory(pg_engine, history=HistoryCache())
+    cache = HistoryCache()
+    cached = PostgresUnitOfWorkFactory(pg_engine, history=cache)
     writer, user = Writer(conversation), conversation.user_id
+    await recent(cached, user, conversation.id)  # a copy for the writes to move
     pending = writer.message(SenderType.ASSISTANT, content="", status=MessageStatus.STREAMING)
     await append(cached, pending)
     pending.content, pending.status = "half of it", MessageStatus.COMPLETE
-    got = await recent(cached, user, conversation.id)
-    assert got is not None
-    assert (got[0].content, got[0].status) == ("", MessageStatus.STREAMING)
+    hits = cache.hits
+    assert newest(await recent(cached, user, conversation.id)) == ("", MessageStatus.STREAMING)
     async with cached(user) as uow:
         await uow.messages.save(pending)
         await uow.commit()
-    got = await recent(cached, user, conversation.id)
-    assert got is not None
-    assert (got[0].content, got[0].status) == (
+    assert newest(await recent(cached, user, conversation.id)) == (
         "half of it",
         MessageStatus.COMPLETE,
     )
+    assert cache.hits == hits + 2  # both answered from the kept copy
 
 
 async def test_another_users_read_finds_nothing_though_the_owners_copy_is_kept(

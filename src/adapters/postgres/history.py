@@ -45,17 +45,8 @@ Key = tuple[UUID, UUID]  # (user_id, conversation_id)
 
 
 def _snapshot(message: Message) -> Message:
-    return Message(
-        id=message.id,
-        conversation_id=message.conversation_id,
-        user_id=message.user_id,
-        sender_type=message.sender_type,
-        content=message.content,
-        parent_message_id=message.parent_message_id,
-        status=message.status,
-        metadata=dict(message.metadata),
-        created_at=message.created_at,
-    )
+    # Its own metadata dict too: the writer may go on changing the one it holds.
+    return replace(message, metadata=dict(message.metadata))
 
 
 def _order(message: Message) -> tuple[object, UUID]:
@@ -158,16 +149,15 @@ class PendingHistory:
     def known(self, conversation_id: UUID, window: int) -> Entry | None:
         """The entry that can answer a read of ``window`` newest messages, if any."""
         entry = self._current(conversation_id)
-        if entry is None or entry.window < window:
-            self.cache.misses += 1
-            return None
-        return entry
+        return entry if entry is not None and entry.window >= window else None
 
     def hit(self) -> None:
+        """The database said the known entry is current: it answered the read."""
         self.cache.hits += 1
 
     def read(self, conversation_id: UUID, version: int, window: int, newest: list[Message]) -> None:
-        """The database's answer to a full read."""
+        """The database's answer to a full read (nothing known, or it had changed)."""
+        self.cache.misses += 1
         self._pending[conversation_id] = Entry(version, window, tuple(newest), self.cache.clock())
 
     def wrote(

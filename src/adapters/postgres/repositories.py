@@ -393,7 +393,7 @@ _SAVE_MESSAGE_ROW = (
 )
 
 
-def _bump_history(name: str = "bumped") -> Any:
+def _bump_history() -> Any:
     """A CTE adding one to the conversation's ``history_version`` (decision 0015): every
     statement that inserts or updates messages has one, and returns the new value, so
     that a kept copy of the conversation's newest messages knows whether it is current.
@@ -403,7 +403,7 @@ def _bump_history(name: str = "bumped") -> Any:
         .where(_c.id == bindparam("b_conversation_id", type_=_c.id.type))
         .values(history_version=_c.history_version + 1)
         .returning(_c.history_version)
-        .cte(name)
+        .cte("bumped")
     )
 
 
