@@ -10,7 +10,10 @@ loop does, in three forms, and prints the client's and PostgreSQL's CPU per mess
   ``SET LOCAL`` in one round trip, the statements, ``COMMIT``, on connections that
   start as the service's role with bitmap scans off (decision 0014);
 - ``scope+role``: the same with the role and the planner setting sent in every
-  ``BEGIN`` (``SET LOCAL ROLE``, ``SET LOCAL enable_bitmapscan``), as before 0014.
+  ``BEGIN`` (``SET LOCAL ROLE``, ``SET LOCAL enable_bitmapscan``), as before 0014;
+- ``calls``: each statement as a scoped call (decision 0016), the function that
+  ``adapters.postgres.compiled.ScopedCall`` makes of it: one round trip, in a
+  transaction of its own, no ``BEGIN`` or ``COMMIT``, as chatcore sends a message now.
 
 The statements are ``SELECT $1::int``: what is measured is the transaction around
 them. The phases alternate for ``--rounds`` rounds, so that a busy neighbour shows as
@@ -37,6 +40,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
+from adapters.postgres.compiled import ScopedCall
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
 from load import CpuSample
 
@@ -51,6 +55,21 @@ def _begin(user: uuid.UUID, with_role: bool) -> str:
 
 
 UnitOfWork = Callable[[Any, uuid.UUID, int], Awaitable[None]]
+_STATEMENT = "SELECT $1::int"
+
+
+async def _scoped_call(conn: Any) -> str:
+    """Create the statement's scoped call on ``conn``; the SQL that calls it."""
+    described = await conn.prepare(_STATEMENT)
+    call = ScopedCall.of(
+        _STATEMENT,
+        described.get_parameters(),
+        [a.type for a in described.get_attributes()],
+        USER_SETTING,
+    )
+    assert call is not None
+    await conn.execute(call.create)
+    return call.call
 
 
 def _form(name: str) -> UnitOfWork:
@@ -64,13 +83,34 @@ def _form(name: str) -> UnitOfWork:
             await conn.fetch("SELECT $1::int", i)
         await conn.execute("COMMIT")
 
+    async def calls(conn: Any, user: uuid.UUID, count: int) -> None:
+        call = _CALL[0]  # the same function on every connection (see _init)
+        for i in range(count):
+            await conn.fetch(call, i, user)
+
+    if name == "calls":
+        return calls
     return statements if name == "statements" else scoped
+
+
+# The function's name is a digest of its definition: one call SQL for every connection.
+_CALL: list[str] = []
+
+
+async def _init(conn: Any) -> None:
+    _CALL[:] = [await _scoped_call(conn)]
 
 
 async def _phase(url: str, name: str, tasks: int, duration: float) -> tuple[float, float, float]:
     """Messages per second, client and PostgreSQL CPU microseconds per message."""
     settings = None if name == "scope+role" else _SESSION
-    pool = await asyncpg.create_pool(url, min_size=tasks, max_size=tasks, server_settings=settings)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=tasks,
+        max_size=tasks,
+        server_settings=settings,
+        init=_init if name == "calls" else None,
+    )
     form = _form(name)
     done = 0
     stop = asyncio.Event()
@@ -104,7 +144,7 @@ async def _main(args: argparse.Namespace) -> None:
     url = os.environ.get("DATABASE_URL")
     if not url:
         sys.exit("DATABASE_URL must name a migrated database on 127.0.0.1")
-    forms = ("statements", "scope", "scope+role")
+    forms = ("statements", "scope", "scope+role", "calls")
     results: dict[str, list[tuple[float, float, float]]] = {f: [] for f in forms}
     print(f"{args.tasks} tasks, {args.duration:g} s per phase, {args.rounds} rounds")
     for round_ in range(1, args.rounds + 1):
@@ -132,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--tasks", type=int, default=50, help="concurrent users")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three phases")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four phases")
     args = parser.parse_args()
     if args.tasks < 1 or args.duration <= 0 or args.rounds < 1:
         parser.error("--tasks, --duration and --rounds must be positive")

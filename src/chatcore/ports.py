@@ -209,7 +209,10 @@ class UnitOfWork(Protocol):
     """One transaction on behalf of one user.
 
     Rolls back on exit unless :meth:`commit` was called. Every repository it hands
-    out sees only ``user_id``'s rows.
+    out sees only ``user_id``'s rows. A write that returns nothing may be sent when it
+    is made or only when a later statement or :meth:`commit` needs it (the PostgreSQL
+    adapter keeps it, to send the whole unit of work in fewer round trips); its errors
+    (``PermissionError``, ``ValueError``) then come from there.
     """
 
     @property

@@ -353,14 +353,19 @@ async def test_store_answer_writes_the_answer_and_its_usage_together(
         assert await uow.messages.get(conversation.id, answer.id) == answer
         assert await uow.usage.for_messages([answer.id]) == {answer.id: record}
 
-    # Another user's answer: neither the message nor the usage row is written.
-    async with uow_factory(uuid.uuid4()) as uow:
-        with pytest.raises(PermissionError):
+    # Another user's answer: neither the message nor the usage row is written. The
+    # refusal comes from the write or, where writes are sent at commit, from the commit.
+    async def intrude() -> None:
+        async with uow_factory(uuid.uuid4()) as uow:
             await uow.messages.store_answer(
                 make_message(conversation, T0, sender_type=SenderType.ASSISTANT),
                 record,
                 insert=True,
             )
+            await uow.commit()
+
+    with pytest.raises(PermissionError):
+        await intrude()
 
 
 async def test_get_with_recent_is_get_and_recent_together(uow_factory: UnitOfWorkFactory) -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "PostgresReactionRepository",
     "PostgresUsageRepository",
     "buckets_from_rows",
+    "database_error",
     "distinct_users_statement",
     "paid_cost_statement",
     "totals_from_rows",
@@ -79,12 +80,41 @@ class ConnectionSource(Protocol):
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
-        """Run ``statement`` inside a transaction scoped to ``user_id``; its rows."""
+        """Run ``statement`` for ``user_id``, under row-level security; its rows."""
+        ...
+
+    def defer(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any],
+        then: Callable[[Sequence[Sequence[Any]]], None],
+    ) -> None:
+        """Run the write ``statement`` before the next statement or at commit; ``then``
+        gets its rows. Its errors come from whichever runs it, as :func:`database_error`
+        makes them."""
         ...
 
 
 # SQLSTATE class of integrity constraint violations (unique, foreign key, check).
 _INTEGRITY_VIOLATION = "23"
+
+
+def database_error(exc: Exception) -> Exception:
+    """What a repository raises for the database's ``exc``.
+
+    The in-memory adapter raises PermissionError for a row of another user and
+    ValueError for a duplicate; the database says the same things with a policy
+    violation and an integrity violation. Keep the two alike; anything else is
+    ``exc`` itself.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str):
+        return exc
+    if sqlstate == _INSUFFICIENT_PRIVILEGE:
+        return PermissionError(str(exc))
+    if sqlstate.startswith(_INTEGRITY_VIOLATION):
+        return ValueError(str(exc))
+    return exc
 
 
 async def _execute(
@@ -93,17 +123,14 @@ async def _execute(
     try:
         return await source.fetch(statement, params)
     except Exception as exc:
-        # The in-memory adapter raises PermissionError for a row of another user and
-        # ValueError for a duplicate; the database says the same things with a policy
-        # violation and an integrity violation. Keep the two alike.
-        sqlstate = getattr(exc, "sqlstate", None)
-        if not isinstance(sqlstate, str):
+        translated = database_error(exc)
+        if translated is exc:
             raise
-        if sqlstate == _INSUFFICIENT_PRIVILEGE:
-            raise PermissionError(str(exc)) from exc
-        if sqlstate.startswith(_INTEGRITY_VIOLATION):
-            raise ValueError(str(exc)) from exc
-        raise
+        raise translated from exc
+
+
+def _ignore(rows: Sequence[Sequence[Any]]) -> None:
+    return None
 
 
 # --- conversations -----------------------------------------------------------------
@@ -251,7 +278,7 @@ class PostgresConversationRepository:
 
     async def add(self, conversation: Conversation) -> None:
         # A result that already has a conversation: the unique index refuses it (ValueError).
-        await _execute(self._source, _INSERT_CONVERSATION, _conversation_params(conversation))
+        self._source.defer(_INSERT_CONVERSATION, _conversation_params(conversation), _ignore)
 
     async def add_for_result(self, conversation: Conversation) -> bool:
         """Insert unless the result has a conversation (anyone's); True when inserted.
@@ -321,8 +348,7 @@ class PostgresConversationRepository:
     async def save(self, conversation: Conversation) -> None:
         # A row that row-level security hides is simply not updated, like in memory.
         # result_id is not written: it is fixed at creation (and part of a unique index).
-        await _execute(
-            self._source,
+        self._source.defer(
             _SAVE_CONVERSATION,
             {
                 "conversation_id": conversation.id,
@@ -332,6 +358,7 @@ class PostgresConversationRepository:
                 "p_context_data": conversation.context_data,
                 "p_updated_at": conversation.updated_at,
             },
+            _ignore,
         )
 
     async def list(
@@ -634,8 +661,13 @@ class PostgresMessageRepository:
     async def add(self, message: Message) -> None:
         params = _message_params(message, "m0_")
         params["b_conversation_id"] = message.conversation_id
-        rows = await _execute(self._source, _INSERT_MESSAGE, params)
-        self._wrote(message.conversation_id, rows, lambda e, v: e.with_new(v, (message,)))
+        self._source.defer(
+            _INSERT_MESSAGE,
+            params,
+            lambda rows: self._wrote(
+                message.conversation_id, rows, lambda e, v: e.with_new(v, (message,))
+            ),
+        )
 
     async def append(self, *new: Message) -> None:
         """Insert new messages of one conversation and move its ``updated_at`` up to the
@@ -651,8 +683,11 @@ class PostgresMessageRepository:
         }
         for i, message in enumerate(new):
             params.update(_message_params(message, f"m{i}_"))
-        rows = await _execute(self._source, _append_messages(len(new)), params)
-        self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new))
+        self._source.defer(
+            _append_messages(len(new)),
+            params,
+            lambda rows: self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new)),
+        )
 
     async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
         """Insert (or write back) an answer and append its usage record, in one statement."""
@@ -667,8 +702,9 @@ class PostgresMessageRepository:
             params.update(_save_message_params(message))
             statement = _SAVE_ANSWER_WITH_USAGE
             change = lambda e, v: e.with_saved(v, message)  # noqa: E731
-        rows = await _execute(self._source, statement, params)
-        self._wrote(message.conversation_id, rows, change)
+        self._source.defer(
+            statement, params, lambda rows: self._wrote(message.conversation_id, rows, change)
+        )
 
     async def get(self, conversation_id: UUID, message_id: UUID) -> Message | None:
         rows = await _execute(
@@ -681,8 +717,13 @@ class PostgresMessageRepository:
     async def save(self, message: Message) -> None:
         params = _save_message_params(message)
         params["b_conversation_id"] = message.conversation_id
-        rows = await _execute(self._source, _SAVE_MESSAGE, params)
-        self._wrote(message.conversation_id, rows, lambda e, v: e.with_saved(v, message))
+        self._source.defer(
+            _SAVE_MESSAGE,
+            params,
+            lambda rows: self._wrote(
+                message.conversation_id, rows, lambda e, v: e.with_saved(v, message)
+            ),
+        )
 
     async def list(self, conversation_id: UUID, page: PageRequest) -> builtins.list[Message]:
         if page.limit <= 0:
@@ -1122,7 +1163,7 @@ class PostgresUsageRepository:
         self._source = source
 
     async def add(self, record: UsageRecord) -> None:
-        await _execute(self._source, _INSERT_USAGE, _usage_params(record))
+        self._source.defer(_INSERT_USAGE, _usage_params(record), _ignore)
 
     async def for_messages(self, message_ids: Sequence[UUID]) -> dict[UUID, UsageRecord]:
         if not message_ids:

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.postgres.compiled import StatementCache
+from adapters.postgres.compiled import READ, WRITE, CompiledStatement, ScopedCall, StatementCache
 from adapters.postgres.history import HistoryCache, PendingHistory
 from adapters.postgres.repositories import (
     PostgresConversationRepository,
     PostgresMessageRepository,
     PostgresReactionRepository,
     PostgresUsageRepository,
+    database_error,
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
 
 __all__ = ["FairGate", "HeldConnections", "PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
+
+_log = logging.getLogger("chatcore.database")
 
 # A statement that touches the connection, run through SQLAlchemy after the driver
 # failed: if the connection is dead, SQLAlchemy invalidates it and every pooled
@@ -179,20 +184,49 @@ def _begin_scoped(user_id: UUID) -> str:
     return f"BEGIN; SET LOCAL {USER_SETTING} = '{UUID(str(user_id))}'"
 
 
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A write kept until the next statement or the commit; ``then`` gets its rows."""
+
+    statement: Executable
+    params: Mapping[str, Any]
+    then: Callable[[Sequence[Sequence[Any]]], None]
+
+
+# Per physical connection (its pool record): the scoped calls created on it.
+_FUNCTIONS = "chatcore.scoped_functions"
+_UNDEFINED_FUNCTION = "42883"
+
+
 class PostgresUnitOfWork:
-    """One transaction for one user; implements ``chatcore.ports.UnitOfWork``.
+    """One unit of work for one user; implements ``chatcore.ports.UnitOfWork``.
 
-    On enter it takes a pooled connection, begins a transaction and switches to the
-    service's role and user, in one round trip. It rolls back on exit unless
-    :meth:`commit` was called, and always returns the connection to the pool. After a
-    commit, the next statement opens a new transaction with the same scope (never an
-    unscoped one).
+    On enter it takes a pooled connection and sends nothing. Every statement acts for
+    :attr:`user_id` under row-level security, in one of two ways (decision 0016):
 
-    The transaction is the unit of work's own, sent to the driver (``BEGIN`` together
-    with the scope, ``COMMIT``, ``ROLLBACK``); SQLAlchemy runs the statements in its
-    autocommit mode, so it never begins one of its own. A connection is only given back
-    to the pool outside any transaction: if the driver still reports one after the
-    rollback (or the rollback failed), the connection is discarded.
+    - **a transaction of the unit of work's own**: ``BEGIN`` with the user's scope in one
+      round trip (:func:`_begin_scoped`), the statements, then ``COMMIT`` at
+      :meth:`commit` or ``ROLLBACK`` on exit;
+    - **a scoped call**: one statement in one round trip, in a transaction of its own,
+      as a function of the connection's temporary schema that sets the scope first
+      (:class:`adapters.postgres.compiled.ScopedCall`).
+
+    Reads that come before any write and lock nothing are scoped calls: under READ
+    COMMITTED each statement of a transaction sees what was committed when it started,
+    so a read alone sees what it would have seen in the transaction. Writes through
+    :meth:`defer` are kept until the next statement or the commit. If the commit finds
+    exactly one, outside any transaction, it is sent as a scoped call: one round trip
+    that writes and commits. Otherwise the kept writes, and everything after them,
+    run in the unit of work's transaction. Locking reads, SQL text and writes whose
+    result is needed at once (:meth:`fetch`) open that transaction. Nothing of an
+    uncommitted unit of work is ever committed: kept writes are dropped on exit, and a
+    scoped call is only ever a read or the unit of work's only write, sent at commit.
+    A write's errors therefore come from :meth:`commit` when it was kept.
+
+    A connection is only given back to the pool outside any transaction: if the
+    driver still reports one after the rollback (or the rollback failed), the
+    connection is discarded. A connection found dead before the unit of work sent
+    anything that counts is renewed, once, and the statement sent again.
 
     Attributes:
         user_id: the user every statement acts for.
@@ -225,51 +259,196 @@ class PostgresUnitOfWork:
         self._driver: Any = None
         self._scoped = False
         self._entered = False
+        self._deferred: list[_Deferred] = []
         self.conversations = PostgresConversationRepository(self)
         self.messages = PostgresMessageRepository(self)
         self.usage = PostgresUsageRepository(self)
         self.reactions = PostgresReactionRepository(self)
 
-    async def _begin(self) -> None:
-        await self._driver.execute(_begin_scoped(self.user_id))
-        self._scoped = True
+    # --- round trips ----------------------------------------------------------------
 
-    async def connection(self) -> AsyncConnection:
-        """The connection, in a transaction scoped to :attr:`user_id` (for the repositories)."""
+    def _open_connection(self) -> AsyncConnection:
         connection = self._connection
         if connection is None:
             raise RuntimeError("the unit of work is not open; use 'async with'")
+        return connection
+
+    async def _renew(self) -> bool:
+        """Replace a dead connection (the database restarted, or killed it); False when
+        the connection is alive after all. Let SQLAlchemy see it: a dead one raises
+        DBAPIError with ``connection_invalidated``, and the pool drops every connection
+        older than it; the kept ones died too."""
+        connection = self._open_connection()
+        try:
+            await connection.execute(_PROBE)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        else:
+            return False
+        self._connection = self._driver = None
+        await _close_quietly(connection)
+        await self._held.forget()
+        self._connection, self._driver = await self._held.take()
+        return True
+
+    async def _send(self, action: Callable[[], Awaitable[_T]], *, repeatable: bool) -> _T:
+        """One round trip. Outside the transaction, on a connection found dead: renewed
+        first, or (``repeatable``: the action changes nothing, so sending it twice is
+        safe) after it failed, and the action sent once more."""
+        if self._scoped:
+            return await self._lost_is_connection_error(action)
+        if self._driver.is_closed():
+            await self._renew()
+        try:
+            return await self._lost_is_connection_error(action)
+        except ConnectionError:
+            if not repeatable or not await self._renew():
+                raise
+        return await self._lost_is_connection_error(action)
+
+    async def _lost_is_connection_error(self, action: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return await action()
+        except Exception as exc:
+            if self._driver is not None and self._driver.is_closed():
+                raise ConnectionError(f"the database connection was lost: {exc}") from exc
+            raise
+
+    async def _begin(self) -> None:
+        await self._send(lambda: self._driver.execute(_begin_scoped(self.user_id)), repeatable=True)
+        self._scoped = True
+
+    async def _compiled(self, statement: Executable) -> CompiledStatement:
+        compiled = self._statements(statement)
+        if compiled.resolved:
+            return compiled
+
+        async def describe() -> CompiledStatement:
+            # Once per statement: how the server types its columns decides some of the
+            # conversions of what it returns, and its parameters' types the scoped call.
+            described = await self._driver.prepare(compiled.sql)
+            return self._statements.resolve(
+                statement,
+                [attribute.type for attribute in described.get_attributes()],
+                described.get_parameters(),
+            )
+
+        return await self._send(describe, repeatable=True)
+
+    async def _plain(
+        self, compiled: CompiledStatement, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """``compiled`` in the unit of work's transaction (opened if need be)."""
+        if not self._scoped:
+            await self._begin()
+        arguments = compiled.arguments(params)
+        records = await self._send(
+            lambda: self._driver.fetch(compiled.sql, *arguments), repeatable=False
+        )
+        return compiled.rows(records)
+
+    async def _call(
+        self, compiled: CompiledStatement, scoped: ScopedCall, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]] | None:
+        """``compiled`` as a scoped call; None when scoped calls cannot be made here (the
+        role may not create temporary functions): then run it in a transaction."""
+        arguments = [*compiled.arguments(params), self.user_id]
+        repeatable = compiled.kind == READ
+
+        async def create() -> None:
+            try:
+                await self._driver.execute(scoped.create)
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) in _CANNOT_CREATE:
+                    raise _ScopedCallRefusedError(str(exc)) from exc
+                raise
+
+        async def call() -> Any:
+            created: set[str] = self._open_connection().info.setdefault(_FUNCTIONS, set())
+            if scoped.name not in created:
+                await create()
+                created.add(scoped.name)
+            try:
+                return await self._driver.fetch(scoped.call, *arguments)
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != _UNDEFINED_FUNCTION:
+                    raise
+                # Dropped meanwhile (DISCARD TEMP): nothing ran; create it again.
+                await create()
+                return await self._driver.fetch(scoped.call, *arguments)
+
+        try:
+            records = await self._send(call, repeatable=repeatable)
+        except _ScopedCallRefusedError as exc:
+            if self._statements.scoped_calls:
+                self._statements.scoped_calls = False
+                _log.warning(
+                    "scoped calls are off: the database refused a temporary function "
+                    "(%s); every unit of work runs in a transaction of its own",
+                    exc,
+                )
+            return None
+        return compiled.rows(records)
+
+    # --- for the repositories ---------------------------------------------------------
+
+    async def connection(self) -> AsyncConnection:
+        """The connection, in a transaction scoped to :attr:`user_id` (for the repositories)."""
+        self._open_connection()
+        await self._flush()
         if not self._scoped:
             # Without this, the statement would run outside any transaction, as the
             # login role, outside row-level security.
             await self._begin()
-        return connection
+        return self._open_connection()  # renewed if it was found dead
 
     async def fetch(
         self, statement: Executable, params: Mapping[str, Any]
     ) -> Sequence[Sequence[Any]]:
-        """Run ``statement`` in the scoped transaction; its rows (for the repositories).
+        """Run ``statement`` for :attr:`user_id`; its rows (for the repositories).
 
-        The statement runs on the driver connection, compiled once (see
+        A read that locks nothing, before any write, is a scoped call; anything else
+        runs in the unit of work's transaction, after the kept writes. The statement
+        runs on the driver connection, compiled once (see
         :mod:`adapters.postgres.compiled`). Errors are the driver's, but for a
         connection lost meanwhile, which is a :class:`ConnectionError`.
         """
-        await self.connection()
-        driver = self._driver
-        compiled = self._statements(statement)
-        try:
-            if not compiled.resolved:
-                # Once per statement: how the server types its columns decides some of
-                # the conversions of what it returns.
-                described = await driver.prepare(compiled.sql)
-                oids = [attribute.type.oid for attribute in described.get_attributes()]
-                compiled = self._statements.resolve(statement, oids)
-            records = await driver.fetch(compiled.sql, *compiled.arguments(params))
-        except Exception as exc:
-            if driver.is_closed():
-                raise ConnectionError(f"the database connection was lost: {exc}") from exc
-            raise
-        return compiled.rows(records)
+        self._open_connection()
+        await self._flush()
+        compiled = await self._compiled(statement)
+        scoped = compiled.scoped
+        if (
+            not self._scoped
+            and compiled.kind == READ
+            and scoped is not None
+            and self._statements.scoped_calls
+        ):
+            rows = await self._call(compiled, scoped, params)
+            if rows is not None:
+                return rows
+        return await self._plain(compiled, params)
+
+    def defer(
+        self,
+        statement: Executable,
+        params: Mapping[str, Any],
+        then: Callable[[Sequence[Sequence[Any]]], None],
+    ) -> None:
+        """Keep a write until the next statement or :meth:`commit`, whichever comes
+        first; ``then`` gets its rows once it ran (for the repositories)."""
+        self._open_connection()
+        self._deferred.append(_Deferred(statement, dict(params), then))
+
+    async def _flush(self) -> None:
+        """Send the kept writes, in order, in the unit of work's transaction."""
+        while self._deferred:
+            write = self._deferred.pop(0)
+            compiled = await self._compiled(write.statement)
+            rows = await _translated(self._plain(compiled, write.params))
+            write.then(rows)
+
+    # --- the unit of work ---------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         if self._entered:
@@ -279,17 +458,7 @@ class PostgresUnitOfWork:
             await self._gate.acquire()
             self._holding = True
         try:
-            try:
-                await self._open()
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-                # A pooled connection died while idle (the database restarted).
-                # SQLAlchemy has now invalidated every connection older than this
-                # moment; the kept ones died too. One more try gets a fresh one —
-                # cheaper than pinging before every checkout.
-                await self._held.forget()
-                await self._open()
+            self._connection, self._driver = await self._held.take()
         except BaseException:
             self._leave_gate()
             raise
@@ -300,24 +469,6 @@ class PostgresUnitOfWork:
             self._holding = False
             self._gate.release()
 
-    async def _open(self) -> None:
-        connection, driver = await self._held.take()
-        try:
-            self._driver = driver
-            self._connection = connection
-            try:
-                await self._begin()
-            except Exception:
-                self._connection = None
-                # Let SQLAlchemy see the connection: a dead one raises DBAPIError with
-                # connection_invalidated (and the pool is renewed); a live one means
-                # the failure was something else, which is re-raised.
-                await connection.execute(_PROBE)
-                raise
-        except BaseException:
-            await connection.close()
-            raise
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -327,6 +478,7 @@ class PostgresUnitOfWork:
         connection, self._connection = self._connection, None
         driver, self._driver = self._driver, None
         self._scoped = False
+        self._deferred.clear()  # kept writes of a unit of work that did not commit
         if self.history is not None:
             self.history.discard()  # whatever was not committed
         if connection is None:
@@ -353,14 +505,46 @@ class PostgresUnitOfWork:
                 self._leave_gate()
 
     async def commit(self) -> None:
-        """Commit the transaction; later statements run in a new, equally scoped one."""
-        if self._connection is None:
-            raise RuntimeError("the unit of work is not open; use 'async with'")
+        """Commit: the kept writes and the transaction; later statements start anew."""
+        self._open_connection()
+        if not self._scoped and len(self._deferred) == 1 and self._statements.scoped_calls:
+            write = self._deferred[0]
+            compiled = await self._compiled(write.statement)
+            if compiled.kind == WRITE and compiled.scoped is not None:
+                rows = await _translated(self._call(compiled, compiled.scoped, write.params))
+                if rows is not None:
+                    self._deferred.clear()
+                    write.then(rows)
+        await self._flush()
         if self._scoped:
             self._scoped = False
-            await self._driver.execute("COMMIT")
+            await self._lost_is_connection_error(lambda: self._driver.execute("COMMIT"))
         if self.history is not None:
             self.history.commit()
+
+
+_T = TypeVar("_T")
+
+
+async def _translated(rows: Awaitable[_R]) -> _R:
+    """A kept write's errors as its repository method would have raised them."""
+    try:
+        return await rows
+    except Exception as exc:
+        translated = database_error(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+_R = TypeVar("_R")
+# Creating a function in pg_temp refused: no TEMPORARY privilege on the database
+# (42501), a read-only server (25006).
+_CANNOT_CREATE = frozenset({"42501", "25006"})
+
+
+class _ScopedCallRefusedError(Exception):
+    """The database refused to create a scoped call's function."""
 
 
 class PostgresUnitOfWorkFactory:
@@ -403,4 +587,6 @@ class PostgresUnitOfWorkFactory:
 def statement_cache(engine: AsyncEngine) -> StatementCache:
     """A cache of statements compiled for ``engine``'s dialect and schema."""
     options = engine.get_execution_options()
-    return StatementCache(engine.dialect, options.get("schema_translate_map") or {})
+    return StatementCache(
+        engine.dialect, options.get("schema_translate_map") or {}, setting=USER_SETTING
+    )
