@@ -53,7 +53,9 @@ def _trim_middle(text: str, max_tokens: int) -> str:
 
 
 def _usable(message: Message) -> bool:
-    if message.sender_type is SenderType.SYSTEM or not message.content.strip():
+    content = message.content
+    # Blank content, tested without the copy strip() makes of every message.
+    if message.sender_type is SenderType.SYSTEM or not content or content.isspace():
         return False
     return message.status in (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
 

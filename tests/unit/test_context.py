@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatcore.context import build_context, minimum_budget
@@ -131,3 +131,13 @@ def test_failed_streaming_and_system_messages_are_not_history() -> None:
     messages[3].sender_type = SenderType.SYSTEM
     built = build_context(question="q", history=messages, profile=None, language="en", budget=6000)
     assert [m.content for m in built.messages[1:-1]] == ["a"]
+
+
+@example(history=["a", " \n\t\u3000", "b", ""])
+@given(history=st.lists(texts, max_size=20))
+def test_history_is_every_message_with_some_visible_text_oldest_first(history: list[str]) -> None:
+    # Blank messages (empty, or only whitespace of any kind) say nothing to a model.
+    built = build_context(
+        question="q", history=_history(history), profile=None, language="en", budget=10**7
+    )
+    assert [m.content for m in built.messages[1:-1]] == [t for t in history if t.strip()]
