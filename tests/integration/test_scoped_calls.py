@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres import PostgresUnitOfWorkFactory, create_engine, to_async_url
+from adapters.postgres import PostgresUnitOfWorkFactory, create_engine
 from chatcore.domain.conversation import ContextType, Conversation
 from chatcore.domain.ids import new_id
 from chatcore.domain.message import Message, SenderType, Usage, UsageRecord
@@ -29,26 +28,8 @@ T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(pg_url, SCHEMA, pool_size=3)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def admin(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    admin = create_async_engine(to_async_url(pg_url), poolclass=NullPool)
-    try:
-        yield admin
-    finally:
-        await admin.dispose()
-
-
-@pytest.fixture
-async def factory(engine: AsyncEngine) -> AsyncIterator[PostgresUnitOfWorkFactory]:
-    factory = PostgresUnitOfWorkFactory(engine, max_open=3, keep=1)
+async def factory(pg_engine: AsyncEngine) -> AsyncIterator[PostgresUnitOfWorkFactory]:
+    factory = PostgresUnitOfWorkFactory(pg_engine, max_open=3, keep=1)
     try:
         yield factory
     finally:
@@ -250,13 +231,13 @@ async def test_a_function_dropped_from_the_session_is_created_again(
 
 
 async def test_a_dead_kept_connection_is_renewed_before_a_write_alone(
-    factory: PostgresUnitOfWorkFactory, admin: AsyncEngine
+    factory: PostgresUnitOfWorkFactory, login_engine: AsyncEngine
 ) -> None:
     conversation = _conversation(uuid.uuid4())
     await _store(factory, conversation)
     _, driver = factory.held._idle[0]
     pid = driver.get_server_pid()
-    async with admin.connect() as conn:
+    async with login_engine.connect() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
     answer = _message(conversation, T0 + timedelta(seconds=9), SenderType.ASSISTANT)
     async with factory(conversation.user_id) as uow:
@@ -267,10 +248,10 @@ async def test_a_dead_kept_connection_is_renewed_before_a_write_alone(
 
 
 async def test_without_temporary_functions_units_of_work_use_transactions(
-    pg_url: str, admin: AsyncEngine, caplog: pytest.LogCaptureFixture
+    pg_url: str, login_engine: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     database = pg_url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
-    async with admin.connect() as conn:
+    async with login_engine.connect() as conn:
         await conn.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
         await conn.commit()
     engine = create_engine(pg_url, SCHEMA, pool_size=2)
@@ -294,6 +275,6 @@ async def test_without_temporary_functions_units_of_work_use_transactions(
     finally:
         await factory.aclose()
         await engine.dispose()
-        async with admin.connect() as conn:
+        async with login_engine.connect() as conn:
             await conn.execute(text(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC'))
             await conn.commit()

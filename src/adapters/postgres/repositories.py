@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy import (
@@ -61,6 +61,7 @@ __all__ = [
     "distinct_users_statement",
     "paid_cost_statement",
     "totals_from_rows",
+    "translated",
     "usage_aggregate_statement",
     "window_params",
 ]
@@ -95,6 +96,8 @@ class ConnectionSource(Protocol):
         ...
 
 
+_R = TypeVar("_R")
+
 # SQLSTATE class of integrity constraint violations (unique, foreign key, check).
 _INTEGRITY_VIOLATION = "23"
 
@@ -117,16 +120,22 @@ def database_error(exc: Exception) -> Exception:
     return exc
 
 
+async def translated(rows: Awaitable[_R]) -> _R:
+    """``rows`` awaited, the database's errors raised as :func:`database_error` makes
+    them (for the unit of work's kept writes too)."""
+    try:
+        return await rows
+    except Exception as exc:
+        error = database_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
 async def _execute(
     source: ConnectionSource, statement: Executable, params: Mapping[str, Any]
 ) -> Sequence[Sequence[Any]]:
-    try:
-        return await source.fetch(statement, params)
-    except Exception as exc:
-        translated = database_error(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+    return await translated(source.fetch(statement, params))
 
 
 def _ignore(rows: Sequence[Sequence[Any]]) -> None:

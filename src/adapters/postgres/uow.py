@@ -22,7 +22,7 @@ from adapters.postgres.repositories import (
     PostgresMessageRepository,
     PostgresReactionRepository,
     PostgresUsageRepository,
-    database_error,
+    translated,
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
 
@@ -445,7 +445,7 @@ class PostgresUnitOfWork:
         while self._deferred:
             write = self._deferred.pop(0)
             compiled = await self._compiled(write.statement)
-            rows = await _translated(self._plain(compiled, write.params))
+            rows = await translated(self._plain(compiled, write.params))
             write.then(rows)
 
     # --- the unit of work ---------------------------------------------------------------
@@ -511,7 +511,7 @@ class PostgresUnitOfWork:
             write = self._deferred[0]
             compiled = await self._compiled(write.statement)
             if compiled.kind == WRITE and compiled.scoped is not None:
-                rows = await _translated(self._call(compiled, compiled.scoped, write.params))
+                rows = await translated(self._call(compiled, compiled.scoped, write.params))
                 if rows is not None:
                     self._deferred.clear()
                     write.then(rows)
@@ -526,18 +526,6 @@ class PostgresUnitOfWork:
 _T = TypeVar("_T")
 
 
-async def _translated(rows: Awaitable[_R]) -> _R:
-    """A kept write's errors as its repository method would have raised them."""
-    try:
-        return await rows
-    except Exception as exc:
-        translated = database_error(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
-
-
-_R = TypeVar("_R")
 # Creating a function in pg_temp refused: no TEMPORARY privilege on the database
 # (42501), a read-only server (25006).
 _CANNOT_CREATE = frozenset({"42501", "25006"})
