@@ -31,6 +31,7 @@ __all__ = [
     "MessageRepository",
     "RateDecision",
     "RateLimiter",
+    "StaleReadError",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "UsageRepository",
@@ -78,8 +79,14 @@ class ConversationRepository(Protocol):
     ) -> tuple[Conversation, builtins.list[Message]] | None:
         """What :meth:`get` returns and the ``limit`` newest messages of the conversation
         (newest first, as ``MessageRepository.recent``), read together; None when the
-        user has no such conversation. The list is the caller's; the messages in it are
-        for reading only (an implementation may keep them and hand them out again)."""
+        user has no such conversation. The list and the conversation are the caller's;
+        the messages in it, and the conversation's dicts, are for reading only (an
+        implementation may keep them and hand them out again).
+
+        An implementation may answer from what it remembers of an earlier unit of work,
+        without asking the store, and check later that it was still true: the unit's
+        first write of the conversation, or else its commit or the error that ends it,
+        then raises :class:`StaleReadError` if it was not (see :class:`UnitOfWork`)."""
         ...
 
     async def add_for_result(self, conversation: Conversation) -> bool:
@@ -205,6 +212,11 @@ class UsageRepository(Protocol):
         ...
 
 
+class StaleReadError(Exception):
+    """A read answered from memory was out of date; nothing of the unit of work was
+    written. Run the unit of work again: its reads then go to the store."""
+
+
 class UnitOfWork(Protocol):
     """One transaction on behalf of one user.
 
@@ -213,6 +225,13 @@ class UnitOfWork(Protocol):
     is made or only when a later statement or :meth:`commit` needs it (the PostgreSQL
     adapter keeps it, to send the whole unit of work in fewer round trips); its errors
     (``PermissionError``, ``ValueError``) then come from there.
+
+    A unit of work whose read was answered from memory
+    (``ConversationRepository.get_with_recent``) raises :class:`StaleReadError` when
+    that answer turns out to be out of date: from the write that checks it, from
+    :meth:`commit`, or in place of an error raised inside the ``async with`` block
+    (a decision made on the old answer). Nothing of that unit of work was written;
+    run it again in a new one, whose reads go to the store.
     """
 
     @property

@@ -138,7 +138,9 @@ async def _database(settings: Settings, metrics: Metrics) -> _Storage:
     size = settings.history_cache_size
     history = HistoryCache(capacity=size) if size > 0 else None
     if history is not None:
-        metrics.watch_history_cache(lambda: (history.hits, history.misses, len(history)))
+        metrics.watch_history_cache(
+            lambda: (history.hits, history.misses, history.stale, len(history))
+        )
     # As many units of work at once as the pool has connections, the others served in
     # arrival order; as many connections as the pool keeps stay with the units of work.
     units = PostgresUnitOfWorkFactory(

@@ -25,19 +25,22 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class _HistoryCacheCollector(Collector):
-    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+    def __init__(self, read: Callable[[], tuple[int, int, int, int]]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        hits, misses, entries = self._read()
+        hits, misses, stale, entries = self._read()
         reads = CounterMetricFamily(
             "chatcore_history_cache_reads",
-            "Reads of a conversation's newest messages, by whether the kept copy was "
-            "current (hit: the database sent no messages) or not (miss).",
+            "Reads of a conversation and its newest messages: answered from the kept "
+            "copy (hit), from the database (miss); stale counts the hits that the "
+            "check found out of date (the unit of work ran again, reading from the "
+            "database).",
             labels=["result"],
         )
         reads.add_metric(["hit"], hits)
         reads.add_metric(["miss"], misses)
+        reads.add_metric(["stale"], stale)
         yield reads
         yield GaugeMetricFamily(
             "chatcore_history_cache_conversations",
@@ -51,7 +54,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._history_read: Callable[[], tuple[int, int, int]] | None = None
+        self._history_read: Callable[[], tuple[int, int, int, int]] | None = None
         self.registry.register(_HistoryCacheCollector(self._history_figures))
         self.http_requests = Counter(
             "chatcore_http_requests_total",
@@ -128,13 +131,13 @@ class Metrics:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
 
-    def watch_history_cache(self, read: Callable[[], tuple[int, int, int]]) -> None:
+    def watch_history_cache(self, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """Export the kept newest messages' figures: ``read`` gives (hits, misses,
-        conversations kept) when ``/metrics`` is scraped."""
+        stale hits, conversations kept) when ``/metrics`` is scraped."""
         self._history_read = read
 
-    def _history_figures(self) -> tuple[int, int, int]:
-        return self._history_read() if self._history_read is not None else (0, 0, 0)
+    def _history_figures(self) -> tuple[int, int, int, int]:
+        return self._history_read() if self._history_read is not None else (0, 0, 0, 0)
 
     def observe_event(self, event: DomainEvent) -> None:
         if isinstance(event, AnswerProduced):

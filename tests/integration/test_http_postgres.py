@@ -154,5 +154,47 @@ def test_a_conversations_next_message_reads_its_history_from_memory(
         listed = client.get(f"/conversations/{cid}/messages", headers=_headers(user))
     # The first message read the (empty) history from the database; the next two found
     # it unchanged since this process wrote it. Switched off, nothing is kept.
-    assert reads == ({"hit": 2.0, "miss": 1.0} if size != "0" else {"hit": 0.0, "miss": 0.0})
+    assert reads == (
+        {"hit": 2.0, "miss": 1.0, "stale": 0.0}
+        if size != "0"
+        else {"hit": 0.0, "miss": 0.0, "stale": 0.0}
+    )
     assert len(listed.json()["data"]["messages"]) == 6
+
+
+def test_a_change_made_through_another_process_is_seen_by_the_next_message(
+    tmp_path: Path, pg_url: str
+) -> None:
+    # Two service processes on one database, each with its own kept conversations: what
+    # one remembers is checked against what the other wrote (decision 0017).
+    def settings(name: str) -> Any:
+        return load_settings(
+            {
+                "DATABASE_URL": pg_url,
+                "JWT_SECRET": SECRET,
+                "CHATCORE_DATA_DIR": str(tmp_path / name),
+            }
+        )
+
+    user = uuid.uuid4()
+    with (
+        TestClient(create_app(settings("a"))) as here,
+        TestClient(create_app(settings("b"))) as there,
+    ):
+        cid = here.post("/conversations", json={}, headers=_headers(user)).json()["data"]["id"]
+        route = f"/conversations/{cid}/messages"
+        assert here.post(route, json={"content": "Halo"}, headers=_headers(user)).status_code == 201
+        renamed = there.put(
+            f"/conversations/{cid}", json={"title": "Renamed there"}, headers=_headers(user)
+        )
+        assert renamed.status_code == 200, renamed.text
+        sent = here.post(route, json={"content": "Apa kekuatan saya?"}, headers=_headers(user))
+        assert sent.status_code == 201, sent.text
+        assert _history_reads(here)["stale"] == 1.0
+        assert there.delete(f"/conversations/{cid}", headers=_headers(user)).status_code == 200
+        gone = here.post(route, json={"content": "Masih di sana?"}, headers=_headers(user))
+        assert gone.status_code == 404, gone.text
+        assert gone.json()["error"]["code"] == "NOT_FOUND"
+        assert _history_reads(here)["stale"] == 2.0
+        listed = there.get(f"/conversations/{cid}/messages", headers=_headers(user))
+    assert listed.status_code == 404

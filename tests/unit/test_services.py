@@ -20,12 +20,18 @@ from chatcore.errors import (
 )
 from chatcore.events import AnswerFailed, AnswerProduced, ConversationCreated, UserMessageStored
 from chatcore.fallback import ModelChain
-from chatcore.limits import RatePolicy
+from chatcore.limits import RateLimits, RatePolicy
 from chatcore.models import FailureKind, ModelError
 from chatcore.pagination import PageRequest, decode_cursor
-from chatcore.ports import ConversationFilter
+from chatcore.ports import ConversationFilter, StaleReadError
 from chatcore.services import ChatSettings, CreateConversation, UpdateConversation
-from chatcore.services.messages import PREVIEW_LENGTH, StreamCompleted, StreamFailed, preview
+from chatcore.services.messages import (
+    PREVIEW_LENGTH,
+    MessageService,
+    StreamCompleted,
+    StreamFailed,
+    preview,
+)
 from chatcore.testing import InMemorySystem, in_memory_system
 from tests.unit.models import FailingModel, RecordingModel, ScriptedModel
 
@@ -373,3 +379,60 @@ async def test_an_answer_cut_short_or_failed_is_not_told_and_a_broken_notifier_c
 def test_preview(text: str, expected: str) -> None:
     assert preview(text) == expected
     assert len(preview(text)) <= PREVIEW_LENGTH
+
+
+class _StaleOnce:
+    """A unit-of-work factory whose first ``stale`` commits find a read answered from
+    memory out of date, before anything is written (as the PostgreSQL adapter does)."""
+
+    def __init__(self, inner: Any, stale: int) -> None:
+        self._inner, self.stale, self.opened = inner, stale, 0
+
+    def __call__(self, user_id: UUID) -> Any:
+        self.opened += 1
+        unit = self._inner(user_id)
+        commit = unit.commit
+
+        async def checked_commit() -> None:
+            if self.stale:
+                self.stale -= 1
+                raise StaleReadError("changed since it was remembered")
+            await commit()
+
+        unit.commit = checked_commit
+        return unit
+
+
+def _messages_on(s: InMemorySystem, units: Any, per_minute: int) -> MessageService:
+    return MessageService(
+        uow=units,
+        clock=s.clock,
+        gateway=s.gateway,
+        limits=RateLimits(s.limiter, RatePolicy(messages_per_minute=per_minute)),
+        events=s.events,
+        settings=s.settings,
+        notifier=s.notifier,
+    )
+
+
+async def test_a_question_decided_on_an_out_of_date_read_is_asked_again_once() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    units = _StaleOnce(s.uow, stale=1)
+    # One message a minute: the second attempt is not counted again.
+    messages = _messages_on(s, units, per_minute=1)
+    result = await messages.send(ALICE, conv.id, "Halo")
+    assert units.opened == 3  # the question twice, then the answer
+    page = await s.messages.list(ALICE, conv.id, PageRequest(limit=10))
+    assert [m.content for m in page.page.items] == ["Halo", result.assistant_message.content]
+    stored = [e for e in s.events.published if isinstance(e, UserMessageStored)]
+    assert [e.message_id for e in stored] == [result.user_message.id]
+
+
+async def test_a_second_stale_read_in_a_row_is_not_hidden() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    messages = _messages_on(s, _StaleOnce(s.uow, stale=2), per_minute=10)
+    with pytest.raises(StaleReadError):
+        await messages.send(ALICE, conv.id, "Halo")
+    assert (await s.messages.list(ALICE, conv.id, PageRequest(limit=10))).page.items == []

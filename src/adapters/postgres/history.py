@@ -1,17 +1,24 @@
-"""Conversations' newest messages kept in memory, checked against the database's counter.
+"""Conversations and their newest messages kept in memory, checked against the
+database's counter.
 
-Every message sent reads its conversation's newest messages (the history window, 60
-by default) to build the prompt. Most of them have not changed since the previous
-message of the same conversation, which this process usually handled itself. Reading
-and decoding them again costs PostgreSQL and the service more than anything else the
-message route does with its data (decision 0015).
+Every message sent reads its conversation and the conversation's newest messages (the
+history window, 60 by default) to build the prompt. Most of them have not changed since
+the previous message of the same conversation, which this process usually handled
+itself. Reading them again costs PostgreSQL and the service more than anything else the
+message route does with its data (decisions 0015 and 0017).
 
-``conversations.history_version`` counts the changes to a conversation's messages:
-every statement of the service that inserts or updates one adds one to it, in the same
-statement. An :class:`Entry` says "at version *v* the newest messages were these". It
-stays true whoever changes the conversation later: a later change only makes the entry
-old. So the history read sends the version it knows, and PostgreSQL returns the
-messages only when the conversation's version differs.
+``conversations.history_version`` counts the changes to a conversation and its
+messages: every statement of the service that updates a conversation, or inserts or
+updates one of its messages, adds one to it, in the same statement. An :class:`Entry`
+says "at version *v* the conversation and its newest messages were these". It stays
+true whoever changes the conversation later: a later change only makes the entry old.
+
+A read that an entry can answer is answered from memory, and the unit of work relies
+on the entry's version (:meth:`PendingHistory.remembered`). The unit's first write of
+the conversation carries the check: it writes only if the version is still the one
+relied on, in the same statement. Otherwise the read is checked by one statement at
+commit, or when the unit ends with an error. A failed check drops the entry and raises
+``chatcore.ports.StaleReadError``: nothing was written, and the unit runs again.
 
 A unit of work keeps what its own statements changed in a :class:`PendingHistory`. Its
 writes return the new version. When that version is the entry's plus one, nobody else
@@ -21,7 +28,9 @@ transaction commits. A rollback leaves the cache as it was, still true of its ve
 
 Messages in the cache are shared with the readers (``get_with_recent``): they are for
 reading. Messages being written are copied first, since the service goes on changing
-its own ``Message`` objects (a streamed answer's content and status).
+its own ``Message`` objects (a streamed answer's content and status). A conversation is
+handed out as a copy of its own, its dicts shared and for reading (the domain replaces
+them rather than changing them).
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from uuid import UUID
 
+from chatcore.domain.conversation import Conversation
 from chatcore.domain.message import Message
 
 __all__ = ["DEFAULT_MAX_AGE", "Entry", "HistoryCache", "PendingHistory"]
@@ -39,7 +50,7 @@ __all__ = ["DEFAULT_MAX_AGE", "Entry", "HistoryCache", "PendingHistory"]
 DEFAULT_MAX_AGE = 60.0
 """Seconds after which an entry is read again in full, whatever its version: a bound on
 what a writer that does not keep ``history_version`` (none of chatcore's) could leave
-stale, and on how long an idle conversation's messages stay in memory."""
+stale, and on how long an idle conversation stays in memory."""
 
 Key = tuple[UUID, UUID]  # (user_id, conversation_id)
 
@@ -49,41 +60,61 @@ def _snapshot(message: Message) -> Message:
     return replace(message, metadata=dict(message.metadata))
 
 
+def _conversation_snapshot(conversation: Conversation) -> Conversation:
+    return replace(
+        conversation,
+        metadata=dict(conversation.metadata),
+        context_data=dict(conversation.context_data),
+    )
+
+
 def _order(message: Message) -> tuple[object, UUID]:
     return (message.created_at, message.id)
 
 
 @dataclass(slots=True, frozen=True)
 class Entry:
-    """A conversation's newest messages (newest first) as of ``version``.
+    """A conversation and its newest messages (newest first) as of ``version``.
 
     Attributes:
         version: the conversation's ``history_version`` they are true of.
-        window: how many were asked for; ``messages`` has fewer only when the
-            conversation has no more.
+        window: how many messages were asked for; ``messages`` has fewer only when
+            the conversation has no more.
+        conversation: the conversation's row (kept: hand out copies).
         messages: newest first, as ``MessageRepository.recent`` gives them.
         read_at: ``time.monotonic()`` of the full read they come from.
     """
 
     version: int
     window: int
+    conversation: Conversation
     messages: tuple[Message, ...]
     read_at: float
 
-    def with_new(self, version: int, new: Iterable[Message]) -> Entry | None:
-        """The entry after ``new`` messages were inserted; None when they would not be
-        the newest (another process's clock ahead of ours): then only a read can say
-        where they go."""
+    def with_new(
+        self, version: int, new: Iterable[Message], touched_at: datetime | None = None
+    ) -> Entry | None:
+        """The entry after ``new`` messages were inserted (and the conversation's
+        ``updated_at`` moved up to ``touched_at``, never back); None when they would
+        not be the newest (another process's clock ahead of ours): then only a read
+        can say where they go."""
         added = sorted((_snapshot(m) for m in new), key=_order, reverse=True)
         if added and self.messages and _order(added[-1]) <= _order(self.messages[0]):
             return None
         messages = (*added, *self.messages)[: self.window]
-        return replace(self, version=version, messages=messages)
+        conversation = self.conversation
+        if touched_at is not None and touched_at > conversation.updated_at:
+            conversation = replace(conversation, updated_at=touched_at)
+        return replace(self, version=version, conversation=conversation, messages=messages)
 
     def with_saved(self, version: int, saved: Message) -> Entry:
         """The entry after ``saved`` was written back (content, status, metadata)."""
         messages = tuple(_snapshot(saved) if m.id == saved.id else m for m in self.messages)
         return replace(self, version=version, messages=messages)
+
+    def with_conversation(self, version: int, saved: Conversation) -> Entry:
+        """The entry after the conversation was written back as ``saved``."""
+        return replace(self, version=version, conversation=_conversation_snapshot(saved))
 
 
 class HistoryCache:
@@ -105,6 +136,7 @@ class HistoryCache:
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.stale = 0  # reads answered from memory that a check found out of date
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -134,12 +166,14 @@ class HistoryCache:
 
 class PendingHistory:
     """One unit of work's view of the cache: what its transaction read and wrote,
-    published to the cache by :meth:`commit`, forgotten by :meth:`discard`."""
+    published to the cache by :meth:`commit`, forgotten by :meth:`discard`; and the
+    versions its reads answered from memory rely on, until a statement checks them."""
 
     def __init__(self, cache: HistoryCache, user_id: UUID) -> None:
         self.cache = cache
         self._user_id = user_id
         self._pending: dict[UUID, Entry | None] = {}
+        self._relied: dict[UUID, int] = {}
 
     def _current(self, conversation_id: UUID) -> Entry | None:
         if conversation_id in self._pending:
@@ -151,14 +185,50 @@ class PendingHistory:
         entry = self._current(conversation_id)
         return entry if entry is not None and entry.window >= window else None
 
-    def hit(self) -> None:
-        """The database said the known entry is current: it answered the read."""
-        self.cache.hits += 1
+    def remembered(self, conversation_id: UUID, window: int) -> Entry | None:
+        """:meth:`known`, answering a read: from then on the unit of work relies on the
+        entry's version, unless the entry is what this unit itself read or wrote."""
+        entry = self.known(conversation_id, window)
+        if entry is not None:
+            self.cache.hits += 1
+            if conversation_id not in self._pending:
+                self._relied.setdefault(conversation_id, entry.version)
+        return entry
 
-    def read(self, conversation_id: UUID, version: int, window: int, newest: list[Message]) -> None:
-        """The database's answer to a full read (nothing known, or it had changed)."""
+    def relied_on(self, conversation_id: UUID) -> int | None:
+        """The version a read answered from memory relies on, until it is checked."""
+        return self._relied.get(conversation_id)
+
+    @property
+    def unchecked(self) -> dict[UUID, int]:
+        """Every version relied on and not checked yet, by conversation."""
+        return dict(self._relied)
+
+    def checked(self, conversation_id: UUID) -> None:
+        """A statement found the version relied on."""
+        self._relied.pop(conversation_id, None)
+
+    def stale(self, conversation_id: UUID) -> None:
+        """A statement found another version: the entry goes at once (the unit of
+        work ends without committing)."""
+        self._relied.pop(conversation_id, None)
+        self._pending.pop(conversation_id, None)
+        self.cache.drop((self._user_id, conversation_id))
+        self.cache.stale += 1
+
+    def read(
+        self,
+        conversation_id: UUID,
+        version: int,
+        window: int,
+        conversation: Conversation,
+        newest: list[Message],
+    ) -> None:
+        """The database's answer to a full read."""
         self.cache.misses += 1
-        self._pending[conversation_id] = Entry(version, window, tuple(newest), self.cache.clock())
+        self._pending[conversation_id] = Entry(
+            version, window, _conversation_snapshot(conversation), tuple(newest), self.cache.clock()
+        )
 
     def wrote(
         self,
@@ -166,8 +236,8 @@ class PendingHistory:
         version: int | None,
         change: Callable[[Entry, int], Entry | None],
     ) -> None:
-        """A statement changed the conversation's messages; ``version`` is what it set
-        ``history_version`` to (None: it changed nothing, or did not say)."""
+        """A statement changed the conversation or its messages; ``version`` is what it
+        set ``history_version`` to (None: it changed nothing, or did not say)."""
         entry = self._current(conversation_id)
         if version is None or entry is None or version != entry.version + 1:
             self._pending[conversation_id] = None  # someone else wrote too: read again
@@ -185,6 +255,8 @@ class PendingHistory:
             else:
                 self.cache.put(key, entry)
         self._pending.clear()
+        self._relied.clear()
 
     def discard(self) -> None:
         self._pending.clear()
+        self._relied.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
@@ -46,11 +47,12 @@ from chatcore.domain.conversation import ContextType, Conversation, Conversation
 from chatcore.domain.message import Message, MessageStatus, SenderType, Usage, UsageRecord
 from chatcore.domain.reaction import Reaction, ReactionKind
 from chatcore.pagination import PageRequest
-from chatcore.ports import ConversationFilter, FoundMessage
+from chatcore.ports import ConversationFilter, FoundMessage, StaleReadError
 from chatcore.search import tsquery
 from chatcore.usage import GroupBy, ModelUsage, UsageBucket, UsageTotals, UsageWindow
 
 __all__ = [
+    "CONVERSATION_VERSIONS",
     "ConnectionSource",
     "PostgresConversationRepository",
     "PostgresMessageRepository",
@@ -89,10 +91,13 @@ class ConnectionSource(Protocol):
         statement: Executable,
         params: Mapping[str, Any],
         then: Callable[[Sequence[Sequence[Any]]], None],
+        *,
+        checks: UUID | None = None,
     ) -> None:
         """Run the write ``statement`` before the next statement or at commit; ``then``
         gets its rows. Its errors come from whichever runs it, as :func:`database_error`
-        makes them."""
+        makes them. ``checks``: the conversation whose remembered version the
+        statement checks itself (decision 0017); ``then`` raises if it was not found."""
         ...
 
 
@@ -186,10 +191,15 @@ _RELEASE_RESULT = (
         _c.status == ConversationStatus.DELETED.value,
         _c.result_id.is_not(None),
     )
-    .values(result_id=None)
+    .values(result_id=None, history_version=_c.history_version + 1)
     .returning(_c.id)
 )
 _GET_CONVERSATION = select(*_CONVERSATION_COLUMNS).where(_c.id == bindparam("conversation_id"))
+CONVERSATION_VERSIONS = select(_c.id, _c.history_version).where(
+    _c.id == any_(bindparam("ids", type_=ARRAY(Uuid())))
+)
+"""The ``history_version`` of the user's conversations among ``ids``: what a unit of
+work checks its reads answered from memory against (decision 0017)."""
 # FOR UPDATE: the row lock is held until the transaction ends; row-level security still
 # decides which rows there are to lock.
 _LOCK_CONVERSATION = _GET_CONVERSATION.with_for_update()
@@ -206,7 +216,9 @@ _SAVE_CONVERSATION = (
         metadata=bindparam("p_metadata", type_=_c.metadata.type),
         context_data=bindparam("p_context_data", type_=_c.context_data.type),
         updated_at=bindparam("p_updated_at", type_=_c.updated_at.type),
+        history_version=_c.history_version + 1,
     )
+    .returning(_c.history_version)
 )
 
 
@@ -320,15 +332,16 @@ class PostgresConversationRepository:
             conversation = await self.get(conversation_id)
             return None if conversation is None else (conversation, [])
         history = self._source.history
-        known = history.known(conversation_id, limit) if history is not None else None
+        if history is not None:
+            # Decision 0017: answered from memory; the unit's first write of the
+            # conversation, or its commit, checks that it was still true.
+            remembered = history.remembered(conversation_id, limit)
+            if remembered is not None:
+                return replace(remembered.conversation), list(remembered.messages[:limit])
         rows = await _execute(
             self._source,
             _GET_CONVERSATION_WITH_RECENT,
-            {
-                "conversation_id": conversation_id,
-                "limit": limit,
-                "known_version": known.version if known is not None else None,
-            },
+            {"conversation_id": conversation_id, "limit": limit},
         )
         if not rows:
             if history is not None:
@@ -336,14 +349,9 @@ class PostgresConversationRepository:
             return None
         conversation = _conversation(rows[0][:_CONVERSATION_WIDTH])
         version = rows[0][_CONVERSATION_WIDTH]
-        if known is not None and version == known.version:
-            # Unchanged since it was kept: the database sent no messages.
-            assert history is not None
-            history.hit()
-            return conversation, list(known.messages[:limit])
         recent = [_message(row[_MESSAGE_START:]) for row in rows if row[_MESSAGE_START]]
         if history is not None:
-            history.read(conversation_id, version, limit, recent)
+            history.read(conversation_id, version, limit, conversation, recent)
         return conversation, recent
 
     async def get_by_result(self, result_id: str) -> Conversation | None:
@@ -352,6 +360,8 @@ class PostgresConversationRepository:
 
     async def release_result(self, conversation_id: UUID) -> bool:
         rows = await _execute(self._source, _RELEASE_RESULT, {"conversation_id": conversation_id})
+        if self._source.history is not None:
+            self._source.history.forget(conversation_id)
         return bool(rows)
 
     async def save(self, conversation: Conversation) -> None:
@@ -367,8 +377,17 @@ class PostgresConversationRepository:
                 "p_context_data": conversation.context_data,
                 "p_updated_at": conversation.updated_at,
             },
-            _ignore,
+            self._saved(replace(conversation)),
         )
+
+    def _saved(self, saved: Conversation) -> Callable[[Sequence[Sequence[Any]]], None]:
+        def then(rows: Sequence[Sequence[Any]]) -> None:
+            history = self._source.history
+            if history is not None:
+                version = rows[0][0] if rows else None
+                history.wrote(saved.id, version, lambda e, v: e.with_conversation(v, saved))
+
+        return then
 
     async def list(
         self, where: ConversationFilter, page: PageRequest
@@ -489,14 +508,21 @@ def _message_params(message: Message, prefix: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _append_messages(count: int) -> Executable:
+def _append_messages(count: int, checked: bool = False) -> Executable:
     """Insert ``count`` messages and move their conversation's ``updated_at`` up, in one
     statement (a data-modifying CTE): one round trip per turn instead of two. Returns
-    the conversation's new ``history_version`` (decision 0015)."""
-    touched = (
-        update(conversations)
-        .where(_c.id == bindparam("t_conversation_id", type_=_c.id.type))
-        .values(
+    the conversation's new ``history_version`` (decision 0015).
+
+    ``checked`` (decision 0017): only if the conversation's ``history_version`` is still
+    ``t_expected_version``, the one a read answered from memory relied on; otherwise
+    nothing is written and no row is returned."""
+    touched = update(conversations).where(_c.id == bindparam("t_conversation_id", type_=_c.id.type))
+    if checked:
+        touched = touched.where(
+            _c.history_version == bindparam("t_expected_version", type_=BigInteger())
+        )
+    touched_cte = (
+        touched.values(
             updated_at=func.greatest(
                 _c.updated_at, bindparam("t_updated_at", type_=_c.updated_at.type)
             ),
@@ -505,14 +531,22 @@ def _append_messages(count: int) -> Executable:
         .returning(_c.history_version)
         .cte("touched")
     )
+
+    def one(i: int) -> Any:
+        values = _message_values(f"m{i}_")
+        if not checked:
+            return insert(messages).values(values)
+        # A row only when the conversation was touched: one row or none.
+        rows = select(*(values[name].label(name) for name in _MESSAGE_FIELDS))
+        return insert(messages).from_select(list(_MESSAGE_FIELDS), rows.select_from(touched_cte))
+
     # One single-row INSERT per message (all but the last as CTEs): SQLAlchemy caches
     # the compiled form of single-row inserts, not of a multi-row VALUES list.
-    earlier = [
-        insert(messages).values(_message_values(f"m{i}_")).cte(f"m{i}") for i in range(count - 1)
-    ]
-    last = insert(messages).values(_message_values(f"m{count - 1}_"))
-    statement: Executable = last.add_cte(touched, *earlier).returning(
-        select(touched.c.history_version).scalar_subquery()
+    earlier = [one(i).cte(f"m{i}") for i in range(count - 1)]
+    statement: Executable = (
+        one(count - 1)
+        .add_cte(touched_cte, *earlier)
+        .returning(select(touched_cte.c.history_version).scalar_subquery())
     )
     return statement
 
@@ -551,19 +585,14 @@ _RECENT_MESSAGES = (
 # stops at the limit (bitmap scans are off in the service's transactions, decision
 # 0012: a bitmap scan would read the whole conversation and sort it), one row each;
 # the conversation's columns are only on the first row (NULL on the others), so that
-# they are sent and decoded once, however many messages come with them. Decision 0015:
-# given the history_version that a kept copy of the newest messages is true of
-# ("known_version"), the messages come only when the conversation's differs (the
-# condition is on the conversation alone: PostgreSQL checks it once, before any scan).
+# they are sent and decoded once, however many messages come with them. With them comes
+# the conversation's history_version, which the kept copy is true of (decision 0015).
 _recent = (
     select(
         *_MESSAGE_COLUMNS,
         func.row_number().over(order_by=(_m.created_at.desc(), _m.id.desc())).label("rn"),
     )
-    .where(
-        _m.conversation_id == _c.id,
-        _c.history_version.is_distinct_from(bindparam("known_version", type_=BigInteger())),
-    )
+    .where(_m.conversation_id == _c.id)
     .order_by(_m.created_at.desc(), _m.id.desc())
     .limit(bindparam("limit"))
     .lateral("recent")
@@ -692,10 +721,28 @@ class PostgresMessageRepository:
         }
         for i, message in enumerate(new):
             params.update(_message_params(message, f"m{i}_"))
+        history = self._source.history
+        expected = history.relied_on(conversation_id) if history is not None else None
+        if expected is not None:
+            params["t_expected_version"] = expected
+        touched_at = params["t_updated_at"]
+
+        def then(rows: Sequence[Sequence[Any]]) -> None:
+            if expected is not None:
+                assert history is not None
+                if not rows:
+                    history.stale(conversation_id)
+                    raise StaleReadError(
+                        f"conversation {conversation_id} changed since it was remembered"
+                    )
+                history.checked(conversation_id)
+            self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new, touched_at))
+
         self._source.defer(
-            _append_messages(len(new)),
+            _append_messages(len(new), checked=expected is not None),
             params,
-            lambda rows: self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new)),
+            then,
+            checks=conversation_id if expected is not None else None,
         )
 
     async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.postgres.compiled import READ, WRITE, CompiledStatement, ScopedCall, StatementCache
 from adapters.postgres.history import HistoryCache, PendingHistory
 from adapters.postgres.repositories import (
+    CONVERSATION_VERSIONS,
     PostgresConversationRepository,
     PostgresMessageRepository,
     PostgresReactionRepository,
@@ -25,6 +26,7 @@ from adapters.postgres.repositories import (
     translated,
 )
 from adapters.postgres.tables import APP_ROLE, USER_SETTING
+from chatcore.ports import StaleReadError
 
 __all__ = ["FairGate", "HeldConnections", "PostgresUnitOfWork", "PostgresUnitOfWorkFactory"]
 
@@ -191,6 +193,7 @@ class _Deferred:
     statement: Executable
     params: Mapping[str, Any]
     then: Callable[[Sequence[Sequence[Any]]], None]
+    checks: UUID | None = None  # the conversation whose remembered version it checks
 
 
 # Per physical connection (its pool record): the scoped calls created on it.
@@ -416,6 +419,12 @@ class PostgresUnitOfWork:
         """
         self._open_connection()
         await self._flush()
+        return await self._read(statement, params)
+
+    async def _read(
+        self, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """:meth:`fetch` without sending the kept writes first."""
         compiled = await self._compiled(statement)
         scoped = compiled.scoped
         if (
@@ -434,11 +443,37 @@ class PostgresUnitOfWork:
         statement: Executable,
         params: Mapping[str, Any],
         then: Callable[[Sequence[Sequence[Any]]], None],
+        *,
+        checks: UUID | None = None,
     ) -> None:
         """Keep a write until the next statement or :meth:`commit`, whichever comes
-        first; ``then`` gets its rows once it ran (for the repositories)."""
+        first; ``then`` gets its rows once it ran (for the repositories). ``checks``:
+        the conversation whose remembered version the write checks itself."""
         self._open_connection()
-        self._deferred.append(_Deferred(statement, dict(params), then))
+        self._deferred.append(_Deferred(statement, dict(params), then, checks))
+
+    async def _check_remembered(self, carried: set[UUID | None]) -> None:
+        """Check, in one statement, the versions that reads answered from memory rely
+        on, but for the conversations whose kept writes check theirs (``carried``);
+        :class:`StaleReadError` if one changed (decision 0017)."""
+        history = self.history
+        if history is None:
+            return
+        wanted = {c: v for c, v in history.unchecked.items() if c not in carried}
+        if not wanted:
+            return
+        rows = await self._read(CONVERSATION_VERSIONS, {"ids": list(wanted)})
+        found = {row[0]: row[1] for row in rows}
+        stale = [c for c, version in wanted.items() if found.get(c) != version]
+        for conversation_id in wanted:
+            if conversation_id in stale:
+                history.stale(conversation_id)
+            else:
+                history.checked(conversation_id)
+        if stale:
+            raise StaleReadError(
+                f"conversation {stale[0]} changed since it was remembered; nothing was written"
+            )
 
     async def _flush(self) -> None:
         """Send the kept writes, in order, in the unit of work's transaction."""
@@ -475,6 +510,17 @@ class PostgresUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        stale = None
+        try:
+            if isinstance(exc, Exception) and not isinstance(exc, StaleReadError):
+                stale = await self._stale_instead(exc)
+        finally:
+            await self._close(exc)
+        if stale is not None:
+            raise stale from exc
+
+    async def _close(self, exc: BaseException | None) -> None:
+        """Roll back what was not committed and give the connection back."""
         connection, self._connection = self._connection, None
         driver, self._driver = self._driver, None
         self._scoped = False
@@ -504,9 +550,26 @@ class PostgresUnitOfWork:
             finally:
                 self._leave_gate()
 
+    async def _stale_instead(self, error: Exception) -> StaleReadError | None:
+        """The unit of work ends with ``error``, maybe decided on a read answered from
+        memory: if that read was out of date, the :class:`StaleReadError` to raise in
+        its place (the unit runs again). If the check itself fails, ``error`` stands."""
+        if self._connection is None or self.history is None or not self.history.unchecked:
+            return None
+        try:
+            await self._check_remembered(set())
+        except StaleReadError as stale:
+            return stale
+        except Exception:  # the unit's own error is the one to report
+            _log.debug("could not check the remembered reads of a failed unit of work")
+        return None
+
     async def commit(self) -> None:
-        """Commit: the kept writes and the transaction; later statements start anew."""
+        """Commit: the kept writes and the transaction; later statements start anew.
+        Reads answered from memory are checked first, by the kept writes that check
+        them or by one statement."""
         self._open_connection()
+        await self._check_remembered({write.checks for write in self._deferred})
         if not self._scoped and len(self._deferred) == 1 and self._statements.scoped_calls:
             write = self._deferred[0]
             compiled = await self._compiled(write.statement)

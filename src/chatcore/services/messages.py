@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +32,7 @@ from chatcore.fallback import (
 from chatcore.limits import RateLimits
 from chatcore.models import ChatRequest, StreamDelta
 from chatcore.pagination import PageRequest
-from chatcore.ports import Clock, EventPublisher, UnitOfWork, UnitOfWorkFactory
+from chatcore.ports import Clock, EventPublisher, StaleReadError, UnitOfWork, UnitOfWorkFactory
 from chatcore.prompts import LANGUAGES
 from chatcore.services.common import (
     ChatSettings,
@@ -263,18 +265,18 @@ class MessageService:
         )
         return context, request
 
-    async def _store_user_message(
+    async def _commit_question(
         self,
         user_id: UUID,
         conversation_id: UUID,
         content: str,
+        *,
         parent_message_id: UUID | None,
-        placeholder: bool = False,
-    ) -> tuple[_Turn, Message | None]:
-        """Commit the user's message (and, for streams, the answer's ``streaming`` row)."""
-        self.check_content(content)
-        await self._limits.message(user_id)
-        now = self._clock.now()
+        placeholder: bool,
+        now: datetime,
+    ) -> tuple[Conversation, Message, Message | None, builtins.list[Message]]:
+        """One unit of work: the question (and the streaming placeholder) committed; the
+        conversation, the question, the placeholder and the history for the prompt."""
         pending: Message | None = None
         async with self._uow(user_id) as uow:
             conversation, recent = await load_conversation_with_recent(
@@ -309,6 +311,36 @@ class MessageService:
                 await uow.messages.append(user_message)
             conversation.touch(now)
             await uow.commit()
+        return conversation, user_message, pending, history
+
+    async def _store_user_message(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        parent_message_id: UUID | None,
+        placeholder: bool = False,
+    ) -> tuple[_Turn, Message | None]:
+        """Commit the user's message (and, for streams, the answer's ``streaming`` row)."""
+        self.check_content(content)
+        await self._limits.message(user_id)
+        now = self._clock.now()
+        commit = functools.partial(
+            self._commit_question,
+            user_id,
+            conversation_id,
+            content,
+            parent_message_id=parent_message_id,
+            placeholder=placeholder,
+            now=now,
+        )
+        try:
+            stored = await commit()
+        except StaleReadError:
+            # What the unit of work remembered of the conversation was out of date and
+            # nothing was written: once more, with the conversation read from the store.
+            stored = await commit()
+        conversation, user_message, pending, history = stored
         await self._events.publish(
             UserMessageStored(
                 user_id=user_id,
