@@ -65,7 +65,7 @@ class Settings:
     port: int = 8000
     database_url: str | None = None
     db_schema: str = "chat"
-    db_pool_size: int = 30
+    db_pool_size: int = 10
     history_cache_size: int = 512
     data_dir: Path = Path(".chatcore")
     redis_url: str | None = None
@@ -302,7 +302,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=env_int(env, "PORT", 8000, 0, 65535),
         database_url=database_url,
         db_schema=schema,
-        db_pool_size=env_int(env, "DATABASE_POOL_SIZE", 30, 1, 1000),
+        db_pool_size=env_int(env, "DATABASE_POOL_SIZE", 10, 1, 1000),
         history_cache_size=env_int(env, "HISTORY_CACHE_SIZE", 512, 0, 1_000_000),
         data_dir=Path(_text(env, "CHATCORE_DATA_DIR") or ".chatcore"),
         redis_url=redis_url,

@@ -64,7 +64,7 @@ def test_the_defaults() -> None:
     assert settings.port == 8000
     assert settings.database_url is None
     assert settings.db_schema == "chat"
-    assert settings.db_pool_size == 30
+    assert settings.db_pool_size == 10
     assert load_settings({"DATABASE_POOL_SIZE": "8"}).db_pool_size == 8
     assert settings.history_cache_size == 512
     assert load_settings({"HISTORY_CACHE_SIZE": "0"}).history_cache_size == 0  # off

@@ -69,13 +69,14 @@ def max_connections(pool_size: int) -> int:
     return pool_size + pool_size // 2
 
 
-def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 30) -> AsyncEngine:
+def create_engine(url: str, schema: str = DEFAULT_SCHEMA, pool_size: int = 10) -> AsyncEngine:
     """An async engine on ``url`` whose statements address the tables in ``schema``.
 
     The pool keeps ``pool_size`` connections and opens up to half as many more under
-    load. Every request holds one for each of its transactions, and under load each
-    round trip waits for the busy event loop too, so a pool smaller than the requests
-    in flight makes them queue for a connection rather than for the CPU.
+    load. A unit of work holds one from its first round trip to its last, and most
+    units of work are one round trip (decisions 0016 and 0017), so a few connections
+    serve many requests in flight; more backends than that only make PostgreSQL spend
+    more CPU per statement (docs/benchmarks.md, "Pool size").
 
     No ``pool_pre_ping`` (three round trips per checkout with asyncpg): a unit of work
     whose first statement meets a dead pooled connection retries once on a fresh one,
