@@ -146,6 +146,35 @@ async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+@pytest.fixture
+async def other_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
+    """A second service process on ``pg_url``: its own pool (and, in the tests that
+    give it one, its own cache of conversations)."""
+    engine = create_engine(pg_url, SCHEMA, pool_size=3)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+class SentQueries:
+    """Every statement one asyncpg connection sends, by kind (asyncpg's query logger):
+    ``call`` for a scoped call, else the statement's first word; a scoped call's
+    function creation (once per statement and connection) left out."""
+
+    def __init__(self, driver: Any) -> None:
+        self.queries: list[str] = []
+        driver.add_query_logger(lambda record: self.queries.append(" ".join(record.query.split())))
+
+    async def kinds(self) -> list[str]:
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
+        return [
+            "call" if q.startswith("SELECT * FROM pg_temp.chatcore_") else q.split()[0]
+            for q in self.queries
+            if not q.startswith("CREATE FUNCTION pg_temp.")
+        ]
+
+
 def login_role_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     """An engine like the service's (schema, JSON codecs) whose connections stay the login
     role (a superuser here), with the planner's defaults: for setting up and inspecting

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres import HistoryCache, PostgresUnitOfWorkFactory, create_engine
+from adapters.postgres import HistoryCache, PostgresUnitOfWorkFactory
 from chatcore.domain import (
     Conversation,
     Message,
@@ -41,16 +40,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def other_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    """A second service process on the same database: its own pool and cache."""
-    engine = create_engine(pg_url, SCHEMA, pool_size=3)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def conversation_of(user: UUID) -> Conversation:

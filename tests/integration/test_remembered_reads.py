@@ -6,7 +6,6 @@ conversation meanwhile, ``StaleReadError`` says so and nothing was written."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,26 +15,16 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.postgres import HistoryCache, PostgresUnitOfWorkFactory, create_engine
+from adapters.postgres import HistoryCache, PostgresUnitOfWorkFactory
 from chatcore.domain import Conversation, ConversationStatus, Message, SenderType, new_id
 from chatcore.errors import NotFoundError
 from chatcore.ports import StaleReadError
-from tests.integration.conftest import SCHEMA
+from tests.integration.conftest import SCHEMA, SentQueries
 
 pytestmark = pytest.mark.postgres
 
 WINDOW = 6
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def other_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
-    """A second service process on the same database: its own pool and cache."""
-    engine = create_engine(pg_url, SCHEMA, pool_size=2)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -111,23 +100,10 @@ async def stored(engine: AsyncEngine, chat: Chat) -> list[str]:
         return [row[0] for row in rows]
 
 
-class Sent:
-    """What one kept connection sends (asyncpg's query logger); functions' creation left
-    out."""
-
-    def __init__(self, factory: PostgresUnitOfWorkFactory) -> None:
-        assert factory.held.idle == 1
-        _, driver = factory.held._idle[0]
-        self.queries: list[str] = []
-        driver.add_query_logger(lambda record: self.queries.append(record.query))
-
-    async def kinds(self) -> list[str]:
-        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
-        return [
-            "call" if q.startswith("SELECT * FROM pg_temp.chatcore_") else q.split()[0]
-            for q in self.queries
-            if not q.startswith("CREATE FUNCTION pg_temp.")
-        ]
+def watch(factory: PostgresUnitOfWorkFactory) -> SentQueries:
+    """What the factory's one kept connection sends from now on."""
+    assert factory.held.idle == 1
+    return SentQueries(factory.held._idle[0][1])
 
 
 async def test_a_remembered_question_is_one_round_trip_that_checks_and_writes(
@@ -135,7 +111,7 @@ async def test_a_remembered_question_is_one_round_trip_that_checks_and_writes(
 ) -> None:
     await ask(here, chat, chat.message("first"))  # read from the database, then kept
     await ask(here, chat, chat.message("second"))  # the functions created
-    sent = Sent(here)
+    sent = watch(here)
     hits = here.history.hits if here.history else 0
     conversation = await ask(here, chat, chat.message("third"))
     assert await sent.kinds() == ["call"], sent.queries  # the checked append, nothing else
@@ -229,7 +205,7 @@ async def test_a_read_only_unit_is_checked_at_commit(
             await uow.commit()
 
     await read_alone()  # the check's function created
-    sent = Sent(here)
+    sent = watch(here)
     await read_alone()
     assert await sent.kinds() == ["call"]  # the check, where the read would have been
     await ask(there, chat, chat.message())

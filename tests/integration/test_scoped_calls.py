@@ -5,12 +5,10 @@ refuses the temporary functions."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -20,7 +18,7 @@ from adapters.postgres import PostgresUnitOfWorkFactory, create_engine
 from chatcore.domain.conversation import ContextType, Conversation
 from chatcore.domain.ids import new_id
 from chatcore.domain.message import Message, SenderType, Usage, UsageRecord
-from tests.integration.conftest import SCHEMA
+from tests.integration.conftest import SCHEMA, SentQueries
 
 pytestmark = pytest.mark.postgres
 
@@ -77,34 +75,11 @@ async def _store(factory: PostgresUnitOfWorkFactory, conversation: Conversation)
         await uow.commit()
 
 
-class _Sent:
-    """Every statement the unit of work's (kept) connection sends, by asyncpg's query
-    logger."""
-
-    def __init__(self) -> None:
-        self.queries: list[str] = []
-
-    def __call__(self, record: Any) -> None:
-        self.queries.append(" ".join(record.query.split()))
-
-    async def kinds(self) -> list[str]:
-        """The statements sent, by kind; a function's creation (once per statement and
-        connection) left out."""
-        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon, not at once
-        return [
-            "call" if q.startswith("SELECT * FROM pg_temp.chatcore_") else q.split()[0]
-            for q in self.queries
-            if not q.startswith("CREATE FUNCTION pg_temp.")
-        ]
-
-
-async def _watch(factory: PostgresUnitOfWorkFactory) -> _Sent:
+async def _watch(factory: PostgresUnitOfWorkFactory) -> SentQueries:
     """Warm a kept connection (its functions created), then log what it sends."""
     assert factory.held.idle == 1
     _, driver = factory.held._idle[0]
-    sent = _Sent()
-    driver.add_query_logger(sent)
-    return sent
+    return SentQueries(driver)
 
 
 async def _turn(
