@@ -52,12 +52,12 @@ def _trim_middle(text: str, max_tokens: int) -> str:
     return ""
 
 
-def _usable(message: Message) -> bool:
-    content = message.content
-    # Blank content, tested without the copy strip() makes of every message.
-    if message.sender_type is SenderType.SYSTEM or not content or content.isspace():
-        return False
-    return message.status in (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
+# Looked up once: an enum member read through its class costs a Python-level lookup,
+# and the history loop below reads these for every message of every turn.
+_SYSTEM = SenderType.SYSTEM
+_USER = SenderType.USER
+_KEPT_STATUSES = (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
+"""Statuses whose text goes into the prompt: a failed or still streaming answer does not."""
 
 
 def build_context(
@@ -98,23 +98,40 @@ def build_context(
                 break
     used = fixed + estimate_message_tokens(system_text) - base
 
-    usable = [m for m in history if _usable(m)]
+    # One pass, newest first: every usable message is counted, and kept while it fits.
+    # This loop runs over the whole history on every turn, so it is written flat.
     kept: list[ChatMessage] = []
-    for message in reversed(usable):
-        cost = estimate_message_tokens(message.content)
-        if used + cost > budget:
-            break
-        role = "user" if message.sender_type is SenderType.USER else "assistant"
-        kept.append(ChatMessage(role, message.content))
-        used += cost
+    dropped = 0
+    room = budget - used
+    for message in reversed(history):
+        content = message.content
+        sender = message.sender_type
+        # Blank content is tested without the copy strip() makes of every message.
+        if (
+            sender is _SYSTEM
+            or not content
+            or content.isspace()
+            or message.status not in _KEPT_STATUSES
+        ):
+            continue
+        if dropped:
+            dropped += 1
+            continue
+        cost = estimate_message_tokens(content)
+        if cost > room:
+            dropped = 1
+            continue
+        room -= cost
+        kept.append(ChatMessage("user" if sender is _USER else "assistant", content))
     kept.reverse()
+    used = budget - room
 
     messages = (ChatMessage("system", system_text), *kept, ChatMessage("user", question_text))
     return BuiltContext(
         messages=messages,
         estimated_tokens=used,
         history_used=len(kept),
-        history_dropped=len(usable) - len(kept),
+        history_dropped=dropped,
         profile_included=included,
     )
 

@@ -141,3 +141,52 @@ def test_history_is_every_message_with_some_visible_text_oldest_first(history: l
         question="q", history=_history(history), profile=None, language="en", budget=10**7
     )
     assert [m.content for m in built.messages[1:-1]] == [t for t in history if t.strip()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    history=st.lists(
+        st.tuples(
+            texts,
+            st.sampled_from(list(MessageStatus)),
+            st.sampled_from(list(SenderType)),
+        ),
+        max_size=40,
+    ),
+    extra=st.integers(0, 600),
+)
+@example(
+    history=[("kata " * 400, MessageStatus.COMPLETE, SenderType.USER)] * 3
+    + [("", MessageStatus.COMPLETE, SenderType.USER), ("x", MessageStatus.FAILED, SenderType.USER)]
+    + [("kata " * 400, MessageStatus.CANCELLED, SenderType.ASSISTANT)] * 3,
+    extra=600,
+)
+def test_dropped_counts_the_usable_messages_left_out_and_nothing_else(
+    history: list[tuple[str, MessageStatus, SenderType]], extra: int
+) -> None:
+    messages = _history([text for text, _, _ in history])
+    for message, (_, status, sender) in zip(messages, history, strict=True):
+        message.status, message.sender_type = status, sender
+    usable = [
+        m
+        for m in messages
+        if m.content.strip()
+        and m.sender_type is not SenderType.SYSTEM
+        and m.status in (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
+    ]
+    built = build_context(
+        question="q",
+        history=messages,
+        profile=None,
+        language="en",
+        budget=minimum_budget("en") + extra,
+    )
+    kept = built.messages[1:-1]
+    # The newest usable messages that fit, oldest first, each with its sender's role.
+    tail = usable[len(usable) - len(kept) :]
+    assert [m.content for m in kept] == [m.content for m in tail]
+    assert [m.role for m in kept] == [
+        "user" if m.sender_type is SenderType.USER else "assistant" for m in tail
+    ]
+    assert built.history_used == len(kept)
+    assert built.history_dropped == len(usable) - len(kept)
