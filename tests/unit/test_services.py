@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatcore.clock import FakeClock
-from chatcore.domain import ContextType, ConversationStatus, MessageStatus, SenderType
+from chatcore.domain import ContextType, ConversationStatus, Message, MessageStatus, SenderType
 from chatcore.errors import (
     AIServiceUnavailableError,
     NotFoundError,
@@ -30,6 +30,7 @@ from chatcore.services.messages import (
     MessageService,
     StreamCompleted,
     StreamFailed,
+    _branch,
     preview,
 )
 from chatcore.testing import InMemorySystem, in_memory_system
@@ -107,6 +108,52 @@ async def test_history_follows_the_branch_of_the_parent() -> None:
     await s.messages.send(ALICE, conv.id, "four")
     prompt = [m.content for m in model.requests[-1].messages[1:]]
     assert prompt == ["one", "answer 1", "three", "answer 3", "four"]
+
+
+@st.composite
+def _message_forests(draw: st.DrawFn) -> tuple[list[Message], UUID | None]:
+    """Messages oldest first, each the child of an earlier one or a root (regenerated
+    answers are siblings), as read newest first, possibly out of order; and a parent."""
+    count = draw(st.integers(0, 30))
+    conversation = uuid4()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    messages: list[Message] = []
+    for i in range(count):
+        parent = draw(st.none() | st.integers(0, i - 1)) if i else None
+        messages.append(
+            Message(
+                id=uuid4(),
+                conversation_id=conversation,
+                user_id=ALICE,
+                sender_type=SenderType.USER if i % 2 == 0 else SenderType.ASSISTANT,
+                content=f"m{i}",
+                parent_message_id=messages[parent].id if parent is not None else None,
+                created_at=start + timedelta(seconds=i),
+            )
+        )
+    recent = list(reversed(messages))
+    if draw(st.booleans()):
+        recent = draw(st.permutations(recent))
+    if count and draw(st.booleans()):  # only part of the conversation was read
+        recent = recent[: draw(st.integers(1, count))]
+    parent_id = draw(st.none() | st.sampled_from([m.id for m in messages] + [uuid4()]))
+    return recent, parent_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_message_forests())
+def test_the_branch_is_the_chain_of_parents_within_what_was_read(
+    case: tuple[list[Message], UUID | None],
+) -> None:
+    recent, parent_id = case
+    by_id = {m.id: m for m in recent}
+    expected: list[Message] = []
+    current = by_id.get(parent_id) if parent_id else None
+    while current is not None:
+        expected.append(current)
+        current = by_id.get(current.parent_message_id) if current.parent_message_id else None
+    expected.reverse()
+    assert _branch(recent, parent_id) == expected
 
 
 async def test_parent_from_another_conversation_is_refused() -> None:

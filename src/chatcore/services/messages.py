@@ -128,12 +128,37 @@ StreamUpdate = StreamStarted | StreamText | StreamCompleted | StreamFailed
 
 def _branch(recent_newest_first: builtins.list[Message], parent_id: UUID | None) -> list[Message]:
     """The messages from the root to ``parent_id`` (oldest first), within what was read."""
-    by_id = {m.id: m for m in recent_newest_first}
     chain: list[Message] = []
-    current = by_id.get(parent_id) if parent_id else None
-    while current is not None and len(chain) < len(by_id):
+    if parent_id is None:
+        return chain
+    # A parent is older than its child, so the branch is nearly always a walk forward
+    # through the list; a sibling in between is stepped over, and a parent that is not
+    # further on is looked up by id. UUIDs are compared by their integers: ``UUID``'s
+    # own ``==`` and ``hash`` are Python-level calls, and this runs on every turn.
+    count = len(recent_newest_first)
+    wanted = parent_id.int
+    index = 0
+    by_id: dict[int, Message] | None = None
+    while len(chain) < count:
+        current: Message | None = None
+        if by_id is None:
+            while index < count:
+                candidate = recent_newest_first[index]
+                index += 1
+                if candidate.id.int == wanted:
+                    current = candidate
+                    break
+            else:
+                by_id = {m.id.int: m for m in recent_newest_first}
+        if current is None and by_id is not None:
+            current = by_id.get(wanted)
+        if current is None:
+            break
         chain.append(current)
-        current = by_id.get(current.parent_message_id) if current.parent_message_id else None
+        parent = current.parent_message_id
+        if parent is None:
+            break
+        wanted = parent.int
     chain.reverse()
     return chain
 
