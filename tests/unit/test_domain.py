@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,12 +13,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatcore.domain import (
+    ContextType,
     Conversation,
     ConversationStatus,
+    Message,
+    MessageStatus,
+    SenderType,
     new_id,
     parse_profile,
     profile_from_context,
 )
+from chatcore.domain.copying import shallow_copier
 from chatcore.errors import InvalidStateError, ValidationError
 from chatcore.pagination import decode_cursor, encode_cursor
 
@@ -178,3 +184,92 @@ def test_profile_from_context_accepts_both_key_styles(archive_v1: dict[str, Any]
     assert theirs.archetype == "The Analytical Innovator"
     assert profile_from_context({}) is None
     assert profile_from_context({"profilePersona": "garbage"}) is None
+
+
+def _every_field_set() -> tuple[Message, Conversation]:
+    """A message and a conversation with no field at its default."""
+    message = Message(
+        id=uuid4(),
+        conversation_id=uuid4(),
+        user_id=uuid4(),
+        sender_type=SenderType.ASSISTANT,
+        content="answer",
+        parent_message_id=uuid4(),
+        status=MessageStatus.CANCELLED,
+        metadata={"model": "offline", "nested": {"a": 1}},
+        created_at=T0,
+    )
+    conversation = Conversation(
+        id=uuid4(),
+        user_id=uuid4(),
+        title="Karier",
+        context_type=ContextType.ASSESSMENT,
+        context_data={"result_id": "r1"},
+        metadata={"pinned": True},
+        status=ConversationStatus.ARCHIVED,
+        created_at=T0,
+        updated_at=T0 + timedelta(hours=1),
+        result_id="r1",
+    )
+    for record in (message, conversation):
+        # A field added later with a default, and left at it here, would not show
+        # whether a copy carries it.
+        at_default = [
+            f.name
+            for f in dataclasses.fields(record)
+            if (f.default is not dataclasses.MISSING and getattr(record, f.name) == f.default)
+            or (
+                f.default_factory is not dataclasses.MISSING
+                and getattr(record, f.name) == f.default_factory()
+            )
+        ]
+        assert at_default == [], f"set these fields of {type(record).__name__}: {at_default}"
+    return message, conversation
+
+
+def test_a_copy_has_every_field_and_changes_apart() -> None:
+    message, conversation = _every_field_set()
+    for record in (message, conversation):
+        duplicate = record.copy()
+        assert duplicate is not record
+        assert type(duplicate) is type(record)
+        for f in dataclasses.fields(record):
+            assert getattr(duplicate, f.name) == getattr(record, f.name), f.name
+    copied = message.copy()
+    copied.content, copied.status = "changed", MessageStatus.FAILED
+    copied.metadata["model"] = "other"  # its own dict
+    assert (message.content, message.status) == ("answer", MessageStatus.CANCELLED)
+    assert message.metadata["model"] == "offline"
+    renamed = conversation.copy()
+    renamed.rename("Baru", T0 + timedelta(days=1))
+    assert conversation.title == "Karier"
+    assert conversation.updated_at == T0 + timedelta(hours=1)
+
+
+def test_the_copier_refuses_what_it_cannot_copy_faithfully() -> None:
+    @dataclasses.dataclass
+    class NoSlots:
+        a: int
+
+    @dataclasses.dataclass(slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError("a")
+
+    for cls in (NoSlots, Checked, int):
+        with pytest.raises(TypeError):
+            shallow_copier(cls)
+
+    @dataclasses.dataclass(slots=True, frozen=True)
+    class Frozen:
+        a: int
+        b: list[int]
+
+    original = Frozen(1, [2])
+    duplicate = shallow_copier(Frozen)(original)
+    assert duplicate == original
+    assert duplicate is not original
+    assert duplicate.b is original.b  # shallow

@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -57,15 +57,14 @@ Key = tuple[UUID, UUID]  # (user_id, conversation_id)
 
 def _snapshot(message: Message) -> Message:
     # Its own metadata dict too: the writer may go on changing the one it holds.
-    return replace(message, metadata=dict(message.metadata))
+    return message.copy()
 
 
 def _conversation_snapshot(conversation: Conversation) -> Conversation:
-    return replace(
-        conversation,
-        metadata=dict(conversation.metadata),
-        context_data=dict(conversation.context_data),
-    )
+    kept = conversation.copy()
+    kept.metadata = dict(conversation.metadata)
+    kept.context_data = dict(conversation.context_data)
+    return kept
 
 
 def _order(message: Message) -> tuple[object, UUID]:
@@ -104,17 +103,20 @@ class Entry:
         messages = (*added, *self.messages)[: self.window]
         conversation = self.conversation
         if touched_at is not None and touched_at > conversation.updated_at:
-            conversation = replace(conversation, updated_at=touched_at)
-        return replace(self, version=version, conversation=conversation, messages=messages)
+            conversation = conversation.copy()
+            conversation.updated_at = touched_at
+        return Entry(version, self.window, conversation, messages, self.read_at)
 
     def with_saved(self, version: int, saved: Message) -> Entry:
         """The entry after ``saved`` was written back (content, status, metadata)."""
         messages = tuple(_snapshot(saved) if m.id == saved.id else m for m in self.messages)
-        return replace(self, version=version, messages=messages)
+        return Entry(version, self.window, self.conversation, messages, self.read_at)
 
     def with_conversation(self, version: int, saved: Conversation) -> Entry:
         """The entry after the conversation was written back as ``saved``."""
-        return replace(self, version=version, conversation=_conversation_snapshot(saved))
+        return Entry(
+            version, self.window, _conversation_snapshot(saved), self.messages, self.read_at
+        )
 
 
 class HistoryCache:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
@@ -337,7 +336,7 @@ class PostgresConversationRepository:
             # conversation, or its commit, checks that it was still true.
             remembered = history.remembered(conversation_id, limit)
             if remembered is not None:
-                return replace(remembered.conversation), list(remembered.messages[:limit])
+                return remembered.conversation.copy(), list(remembered.messages[:limit])
         rows = await _execute(
             self._source,
             _GET_CONVERSATION_WITH_RECENT,
@@ -377,7 +376,7 @@ class PostgresConversationRepository:
                 "p_context_data": conversation.context_data,
                 "p_updated_at": conversation.updated_at,
             },
-            self._saved(replace(conversation)),
+            self._saved(conversation.copy()),
         )
 
     def _saved(self, saved: Conversation) -> Callable[[Sequence[Sequence[Any]]], None]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from chatcore.domain.copying import shallow_copier
 from chatcore.errors import InvalidStateError, ValidationError
 
 __all__ = [
@@ -112,3 +113,11 @@ class Conversation:
     def touch(self, now: datetime) -> None:
         """Record activity (a new message) so the conversation sorts first."""
         self.updated_at = max(self.updated_at, now)
+
+    def copy(self) -> Conversation:
+        """A copy whose fields change apart from this one's. The dicts are shared: the
+        methods above replace them, never change them in place."""
+        return _copy_conversation(self)
+
+
+_copy_conversation = shallow_copier(Conversation)

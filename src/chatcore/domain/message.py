@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from chatcore.domain.copying import shallow_copier
+
 __all__ = ["Message", "MessageStatus", "SenderType", "Usage", "UsageRecord"]
 
 
@@ -43,6 +45,16 @@ class Message:
     status: MessageStatus = MessageStatus.COMPLETE
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime
+
+    def copy(self) -> Message:
+        """A copy whose fields change apart from this one's, with a ``metadata`` dict
+        of its own."""
+        duplicate = _copy_message(self)
+        duplicate.metadata = dict(self.metadata)
+        return duplicate
+
+
+_copy_message = shallow_copier(Message)
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
