@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chatcore.clock import FakeClock
@@ -483,3 +483,25 @@ async def test_a_second_stale_read_in_a_row_is_not_hidden() -> None:
     with pytest.raises(StaleReadError):
         await messages.send(ALICE, conv.id, "Halo")
     assert (await s.messages.list(ALICE, conv.id, PageRequest(limit=10))).page.items == []
+
+
+@given(
+    text=st.lists(
+        st.sampled_from(["kata", " ", "\n\t  ", " " * 90, "x" * 35, "…", "\u00a0"]), max_size=120
+    ).map("".join)
+)
+@example(text=("kata" + " " * 200) * 4)
+def test_preview_is_the_start_of_the_text_on_one_line(text: str) -> None:
+    flat = " ".join(text.split())
+    shown = preview(text)
+    assert len(shown) <= PREVIEW_LENGTH
+    if len(flat) <= PREVIEW_LENGTH:
+        assert shown == flat
+    else:
+        assert shown.endswith("…")
+        assert flat.startswith(shown[:-1])
+        # Cut at a word when a space falls in the second half of what is shown.
+        cut = flat[: PREVIEW_LENGTH - 1]
+        space = cut.rfind(" ")
+        expected = cut[:space] if space > PREVIEW_LENGTH // 2 else cut
+        assert shown == expected.rstrip() + "…"

@@ -181,7 +181,13 @@ PREVIEW_LENGTH = 120
 
 def preview(text: str, length: int = PREVIEW_LENGTH) -> str:
     """``text`` on one line, cut at a word to at most ``length`` characters (with "…")."""
-    flat = " ".join(text.split())
+    # Only the start of a long answer can show: flattening a prefix gives the same
+    # first characters (it may end inside a word that goes on), so a prefix that
+    # flattens to more than ``length`` characters says all that is needed.
+    head = text[: 2 * length]
+    flat = " ".join(head.split())
+    if len(flat) <= length and len(head) < len(text):
+        flat = " ".join(text.split())
     if len(flat) <= length:
         return flat
     cut = flat[: length - 1]
