@@ -45,7 +45,7 @@ class SuggestionsOut(msgspec.Struct, kw_only=True):
 class AssessmentController(Controller):
     path = "/assessment"
     tags = ["assessment"]
-    guards = [authenticate]
+    before_request = staticmethod(authenticate)
 
     @post(
         "/from-assessment",
@@ -85,7 +85,7 @@ class AssessmentController(Controller):
 class SuggestionController(Controller):
     path = "/conversations"
     tags = ["assessment"]
-    guards = [authenticate]
+    before_request = staticmethod(authenticate)
 
     @get("/{conversation_id:str}/suggestions", summary="Suggested questions for a conversation")
     async def suggestions(

@@ -56,7 +56,7 @@ class ConversationController(Controller):
 
     path = "/conversations"
     tags = ["conversations"]
-    guards = [authenticate]
+    before_request = staticmethod(authenticate)
 
     @post("/", status_code=201, summary="Create a conversation")
     async def create(

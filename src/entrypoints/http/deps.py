@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.handlers import BaseRouteHandler
 
 from chatcore.pagination import PageRequest, decode_cursor
 from entrypoints.auth import Principal
@@ -30,17 +28,19 @@ def _principal_of(container: Container, headers: Any) -> Principal:
     )
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: runs before the body is read, so an anonymous caller learns nothing else.
+async def authenticate(request: Request[Any, Any, Any]) -> None:
+    """The controllers' ``before_request`` hook: runs before the body is read, so an
+    anonymous caller learns nothing else.
 
-    Async on purpose: Litestar runs a sync guard in a worker thread.
+    A hook rather than a guard: Litestar hands each guard a copy of the route handler,
+    made on every request. Async on purpose: Litestar runs a sync hook in a thread.
     """
-    container: Container = connection.app.state.container
-    connection.scope["state"]["principal"] = _principal_of(container, connection.headers)
+    container: Container = request.app.state.container
+    request.scope["state"]["principal"] = _principal_of(container, request.headers)
 
 
 def provide_principal(request: Request[Any, Any, Any], container: Container) -> Principal:
-    """The caller the guard authenticated; on a route without the guard, authenticated
+    """The caller the hook authenticated; on a route without the hook, authenticated
     here (never an anonymous principal).
 
     Depending on ``container`` also puts the two dependencies one after the other:

@@ -173,7 +173,7 @@ def _window_out(window: UsageWindow) -> WindowOut:
 class ConversationUsageController(Controller):
     path = "/conversations"
     tags = ["usage"]
-    guards = [authenticate]
+    before_request = staticmethod(authenticate)
 
     @get("/{conversation_id:str}/usage", summary="Usage of one conversation")
     async def conversation_usage(
@@ -203,7 +203,7 @@ class ConversationUsageController(Controller):
 class UsageController(Controller):
     path = "/usage"
     tags = ["usage"]
-    guards = [authenticate]
+    before_request = staticmethod(authenticate)
 
     @get("/summary", summary="The caller's usage totals")
     async def summary(
