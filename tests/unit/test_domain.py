@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -111,6 +112,32 @@ def test_ids_are_uuid7_and_sort_by_millisecond(times: list[datetime]) -> None:
     for (t1, i1), (t2, i2) in itertools.pairwise(pairs):
         if int(t1.timestamp() * 1000) < int(t2.timestamp() * 1000):
             assert i1 < i2
+
+
+def test_ids_of_the_same_millisecond_differ_across_random_batches() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [new_id(now) for _ in range(2000)]  # several batches of random bytes
+    assert len(set(ids)) == len(ids)
+    assert {i.int >> 80 for i in ids} == {int(now.timestamp() * 1000)}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_process_does_not_repeat_its_parents_ids() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    new_id(now)  # the parent has random bytes left over
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, b"".join(new_id(now).bytes for _ in range(8)))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = b"".join(new_id(now).bytes for _ in range(8))
+    assert len(child) == len(parent) == 128
+    assert child != parent
 
 
 def test_profile_v1_and_v2(archive_v1: dict[str, Any], archive_v2: dict[str, Any]) -> None:
