@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,6 +56,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._history_read: Callable[[], tuple[int, int, int, int]] | None = None
+        # prometheus-client checks and joins the label values on every ``labels()``
+        # call; a message is counted under eight of them, always the same few.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.registry.register(_HistoryCacheCollector(self._history_figures))
         self.http_requests = Counter(
             "chatcore_http_requests_total",
@@ -127,9 +131,19 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: label values come from small sets
+        (methods, route templates, status codes, models), as prometheus-client's own
+        children do."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_latency, method, route).observe(seconds)
 
     def watch_history_cache(self, read: Callable[[], tuple[int, int, int, int]]) -> None:
         """Export the kept newest messages' figures: ``read`` gives (hits, misses,
@@ -141,27 +155,27 @@ class Metrics:
 
     def observe_event(self, event: DomainEvent) -> None:
         if isinstance(event, AnswerProduced):
-            self.answers.labels(event.model, "ok").inc()
-            self.model_calls.labels(event.model, "ok").inc()
+            self._child(self.answers, event.model, "ok").inc()
+            self._child(self.model_calls, event.model, "ok").inc()
             if event.cost:
-                self.cost.labels(event.model).inc(event.cost)
+                self._child(self.cost, event.model).inc(event.cost)
             if event.time_to_first_token_ms is not None:
-                self.time_to_first_token.labels(event.model).observe(
+                self._child(self.time_to_first_token, event.model).observe(
                     event.time_to_first_token_ms / 1000
                 )
-            self.tokens.labels(event.model, "prompt").inc(event.prompt_tokens)
-            self.tokens.labels(event.model, "completion").inc(event.completion_tokens)
-            self.answer_latency.labels(event.model).observe(event.processing_time_ms / 1000)
+            self._child(self.tokens, event.model, "prompt").inc(event.prompt_tokens)
+            self._child(self.tokens, event.model, "completion").inc(event.completion_tokens)
+            self._child(self.answer_latency, event.model).observe(event.processing_time_ms / 1000)
         elif isinstance(event, AnswerFailed):
-            self.answers.labels("none", "failed").inc()
+            self._child(self.answers, "none", "failed").inc()
         elif isinstance(event, ModelCallFailed):
-            self.model_calls.labels(event.model, event.kind).inc()
+            self._child(self.model_calls, event.model, event.kind).inc()
         elif isinstance(event, ModelSkipped):
-            self.model_skips.labels(event.model, event.code).inc()
+            self._child(self.model_skips, event.model, event.code).inc()
         elif isinstance(event, ModelFellBack):
-            self.fallbacks.labels(event.model).inc()
+            self._child(self.fallbacks, event.model).inc()
         elif isinstance(event, ConversationCreated):
-            self.conversations_created.labels(event.context_type).inc()
+            self._child(self.conversations_created, event.context_type).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
