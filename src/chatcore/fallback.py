@@ -141,7 +141,10 @@ class ModelHealth:
 
     def remaining(self, model: str) -> float:
         """Seconds until ``model`` may be called again (0 when it may be now)."""
-        return max(0.0, self._until.get(model, 0.0) - self._now())
+        until = self._until.get(model)
+        if until is None:  # never failed, or answered since: no need to read the clock
+            return 0.0
+        return max(0.0, until - self._now())
 
     def record_failure(self, model: str, kind: FailureKind, retry_after: float | None) -> float:
         """Note a failure; returns the cool-down it caused, in seconds."""
