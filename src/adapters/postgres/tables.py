@@ -73,12 +73,9 @@ conversations = Table(
     Column("result_id", Text(), nullable=True),
     # 0005: one more at every change to the conversation's messages (decision 0015).
     Column("history_version", BigInteger(), nullable=False, server_default=text("0")),
-    # 0006: enumerated values as one array constant (cheaper for PostgreSQL to check).
+    CheckConstraint("status IN ('active', 'archived', 'deleted')", name="ck_conversations_status"),
     CheckConstraint(
-        "status::text = ANY ('{active,archived,deleted}'::text[])", name="ck_conversations_status"
-    ),
-    CheckConstraint(
-        "context_type::text = ANY ('{general,assessment,career_guidance}'::text[])",
+        "context_type IN ('general', 'assessment', 'career_guidance')",
         name="ck_conversations_context_type",
     ),
     # Target of the (conversation_id, user_id) foreign keys below: a message or a usage
@@ -125,12 +122,10 @@ messages = Table(
         name="fk_messages_conversation",
     ),
     CheckConstraint(
-        "sender_type::text = ANY ('{user,assistant,system}'::text[])",
-        name="ck_messages_sender_type",
+        "sender_type IN ('user', 'assistant', 'system')", name="ck_messages_sender_type"
     ),
     CheckConstraint(
-        "status::text = ANY ('{complete,streaming,cancelled,failed}'::text[])",
-        name="ck_messages_status",
+        "status IN ('complete', 'streaming', 'cancelled', 'failed')", name="ck_messages_status"
     ),
     Index("ix_messages_conversation_created", "conversation_id", "created_at", "id"),
     Index("ix_messages_parent", "parent_message_id"),
@@ -208,8 +203,7 @@ message_reactions = Table(
         name="fk_reactions_conversation",
     ),
     CheckConstraint(
-        "reaction::text = ANY ('{like,dislike,helpful,not_helpful}'::text[])",
-        name="ck_reactions_reaction",
+        "reaction IN ('like', 'dislike', 'helpful', 'not_helpful')", name="ck_reactions_reaction"
     ),
     # The arbiter of the upsert, and the reactions of one message in one index range.
     UniqueConstraint("message_id", "user_id", "reaction", name="uq_reactions_message_user_kind"),
