@@ -9,7 +9,7 @@ from uuid import uuid4
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chatcore.context import build_context, minimum_budget
+from chatcore.context import BuiltContext, build_context, minimum_budget
 from chatcore.domain import Message, MessageStatus, SenderType, parse_profile
 from chatcore.prompts import system_prompt
 from chatcore.tokens import estimate_message_tokens
@@ -40,6 +40,17 @@ def _history(contents: list[str]) -> list[Message]:
 
 def _total(messages: tuple[Any, ...]) -> int:
     return sum(estimate_message_tokens(m.content) for m in messages)
+
+
+def _in_english(messages: list[Message], extra: int) -> BuiltContext:
+    """The prompt for "q" with ``extra`` tokens of budget above the minimum."""
+    return build_context(
+        question="q",
+        history=messages,
+        profile=None,
+        language="en",
+        budget=minimum_budget("en") + extra,
+    )
 
 
 texts = st.text(min_size=1, max_size=3000)
@@ -80,13 +91,7 @@ def test_never_exceeds_budget_and_keeps_system_and_question(
 @given(history=st.lists(nonblank, min_size=1, max_size=40), extra=st.integers(0, 5000))
 def test_keeps_the_most_recent_history_in_order(history: list[str], extra: int) -> None:
     messages = _history(history)
-    built = build_context(
-        question="q",
-        history=messages,
-        profile=None,
-        language="en",
-        budget=minimum_budget("en") + extra,
-    )
+    built = _in_english(messages, extra)
     kept = [m.content for m in built.messages[1:-1]]
     # What is kept is a suffix of the history: the newest messages, oldest first.
     assert kept == [m.content for m in messages[len(messages) - len(kept) :]]
@@ -174,13 +179,7 @@ def test_dropped_counts_the_usable_messages_left_out_and_nothing_else(
         and m.sender_type is not SenderType.SYSTEM
         and m.status in (MessageStatus.COMPLETE, MessageStatus.CANCELLED)
     ]
-    built = build_context(
-        question="q",
-        history=messages,
-        profile=None,
-        language="en",
-        budget=minimum_budget("en") + extra,
-    )
+    built = _in_english(messages, extra)
     kept = built.messages[1:-1]
     # The newest usable messages that fit, oldest first, each with its sender's role.
     tail = usable[len(usable) - len(kept) :]

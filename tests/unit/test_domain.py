@@ -121,7 +121,9 @@ def test_ids_of_the_same_millisecond_differ_across_random_batches() -> None:
     assert {i.int >> 80 for i in ids} == {int(now.timestamp() * 1000)}
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.skipif(
+    not hasattr(os, "fork"), reason="os.fork does not exist here (Windows): no process forks"
+)
 def test_a_forked_process_does_not_repeat_its_parents_ids() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     new_id(now)  # the parent has random bytes left over

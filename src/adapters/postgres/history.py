@@ -55,11 +55,6 @@ stale, and on how long an idle conversation stays in memory."""
 Key = tuple[UUID, UUID]  # (user_id, conversation_id)
 
 
-def _snapshot(message: Message) -> Message:
-    # Its own metadata dict too: the writer may go on changing the one it holds.
-    return message.copy()
-
-
 def _conversation_snapshot(conversation: Conversation) -> Conversation:
     kept = conversation.copy()
     kept.metadata = dict(conversation.metadata)
@@ -97,7 +92,8 @@ class Entry:
         ``updated_at`` moved up to ``touched_at``, never back); None when they would
         not be the newest (another process's clock ahead of ours): then only a read
         can say where they go."""
-        added = sorted((_snapshot(m) for m in new), key=_order, reverse=True)
+        # Copies (with their own metadata dicts): the writer may go on changing its own.
+        added = sorted((m.copy() for m in new), key=_order, reverse=True)
         if added and self.messages and _order(added[-1]) <= _order(self.messages[0]):
             return None
         messages = (*added, *self.messages)[: self.window]
@@ -109,7 +105,7 @@ class Entry:
 
     def with_saved(self, version: int, saved: Message) -> Entry:
         """The entry after ``saved`` was written back (content, status, metadata)."""
-        messages = tuple(_snapshot(saved) if m.id == saved.id else m for m in self.messages)
+        messages = tuple(saved.copy() if m.id == saved.id else m for m in self.messages)
         return Entry(version, self.window, self.conversation, messages, self.read_at)
 
     def with_conversation(self, version: int, saved: Conversation) -> Entry:

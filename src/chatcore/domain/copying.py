@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 __all__ = ["shallow_copier"]
 
@@ -34,10 +34,10 @@ def shallow_copier(cls: type[T]) -> Callable[[T], T]:
     assign = object.__setattr__  # frozen dataclasses too
 
     def copy(instance: T, /) -> T:
-        duplicate: Any = new(cls)
+        duplicate = new(cls)
         for name in names:
             assign(duplicate, name, getattr(instance, name))
-        return duplicate  # type: ignore[no-any-return]
+        return duplicate
 
     copy.__qualname__ = copy.__name__ = f"copy_{cls.__name__}"
     return copy

@@ -7,6 +7,7 @@ ids sort by creation time and keyset pagination on ``(created_at, id)`` is stabl
 from __future__ import annotations
 
 import os
+import threading
 from datetime import datetime
 from uuid import UUID
 
@@ -19,22 +20,26 @@ call per id was a visible share of the message route's system time."""
 
 
 class _RandomBytes:
-    """The OS's random bytes, read in batches and handed out ten at a time."""
+    """The OS's random bytes, read in batches and handed out ten at a time; never the
+    same bytes twice, from any thread."""
 
     def __init__(self) -> None:
         self._buffer = b""
         self._at = 0
+        self._lock = threading.Lock()
 
     def take(self, count: int) -> bytes:
-        at = self._at
-        if at + count > len(self._buffer):
-            self._buffer, at = os.urandom(_RANDOM_BATCH), 0
-        self._at = at + count
-        return self._buffer[at : at + count]
+        with self._lock:
+            at = self._at
+            if at + count > len(self._buffer):
+                self._buffer, at = os.urandom(_RANDOM_BATCH), 0
+            self._at = at + count
+            return self._buffer[at : at + count]
 
     def forget(self) -> None:
         """Drop what is left: a forked child must not hand out its parent's bytes."""
         self._buffer, self._at = b"", 0
+        self._lock = threading.Lock()  # the parent's may have been held at the fork
 
 
 _random = _RandomBytes()
