@@ -40,7 +40,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -65,9 +65,14 @@ _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 # Measurements
 
 
-def _read_processes() -> dict[int, tuple[str, int, float]]:
-    """Every process: pid -> (command name, parent pid, user + system CPU seconds)."""
-    found: dict[int, tuple[str, int, float]] = {}
+_Process = tuple[str, int, float, int]
+
+
+def _read_processes() -> dict[int, _Process]:
+    """Every process: pid -> (command name, parent pid, user + system CPU seconds, start
+    time in clock ticks since boot). The start time tells a reused pid from the process
+    it was; the name cannot, since a kernel worker's changes with its work queue."""
+    found: dict[int, _Process] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -78,14 +83,15 @@ def _read_processes() -> dict[int, tuple[str, int, float]]:
             continue  # gone meanwhile
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         parts = stat[stat.rindex(")") + 2 :].split()
-        found[int(entry)] = (name, int(parts[1]), (int(parts[11]) + int(parts[12])) / _CLK_TCK)
+        cpu = (int(parts[11]) + int(parts[12])) / _CLK_TCK
+        found[int(entry)] = (name, int(parts[1]), cpu, int(parts[19]))
     return found
 
 
 def descendants(root: int) -> set[int]:
     """``root`` and every process below it (the server's workers)."""
     children: dict[int, list[int]] = {}
-    for pid, (_, ppid, _) in _read_processes().items():
+    for pid, (_, ppid, _, _) in _read_processes().items():
         children.setdefault(ppid, []).append(pid)
     found, todo = set(), [root]
     while todo:
@@ -101,7 +107,7 @@ class CpuSample:
 
     machine_busy: float
     machine_total: float
-    processes: dict[int, tuple[str, int, float]]
+    processes: dict[int, _Process]
 
     @classmethod
     def take(cls) -> CpuSample:
@@ -119,9 +125,9 @@ class CpuSample:
         used = dict.fromkeys(("client", "server", "postgres", "other"), 0.0)
         others: dict[str, float] = {}
         me = os.getpid()
-        for pid, (name, _, cpu) in self.processes.items():
+        for pid, (name, _, cpu, started) in self.processes.items():
             earlier = before.processes.get(pid)
-            delta = cpu - (earlier[2] if earlier and earlier[0] == name else 0.0)
+            delta = cpu - (earlier[2] if earlier and earlier[3] == started else 0.0)
             if pid == me:
                 used["client"] += delta
             elif pid in server_pids:
@@ -201,16 +207,33 @@ class PhaseResult:
         }
 
 
-def account_cpu(
-    result: PhaseResult, before: CpuSample, after: CpuSample, wall: float, server_pids: set[int]
-) -> None:
-    """Fill in ``result``'s CPU figures from samples taken around its phase."""
-    total = after.machine_total - before.machine_total
-    result.machine_busy = (after.machine_busy - before.machine_busy) / total if total else 0.0
-    used, others = after.used_since(before, server_pids)
+@dataclass(slots=True)
+class CpuTally:
+    """CPU used over one timed phase, or summed over the slices of a paired phase."""
+
+    wall: float = 0.0
+    machine_busy: float = 0.0
+    machine_total: float = 0.0
+    used: Counter[str] = field(default_factory=Counter)  # client, server, postgres, other
+    others: Counter[str] = field(default_factory=Counter)  # other processes by name
+
+    def add(self, before: CpuSample, after: CpuSample, wall: float, server_pids: set[int]) -> None:
+        self.wall += wall
+        self.machine_busy += after.machine_busy - before.machine_busy
+        self.machine_total += after.machine_total - before.machine_total
+        used, others = after.used_since(before, server_pids)
+        self.used.update(used)
+        self.others.update(others)
+
+
+def account_cpu(result: PhaseResult, tally: CpuTally, server_pids: set[int]) -> None:
+    """Fill in ``result``'s CPU figures from what was used while it ran."""
+    wall, used = tally.wall, tally.used
+    total = tally.machine_total
+    result.machine_busy = tally.machine_busy / total if total else 0.0
     result.client_cpu = used["client"] / wall
     result.other_cpu = used["other"] / wall
-    busiest = sorted(others.items(), key=lambda item: item[1], reverse=True)[:3]
+    busiest = sorted(tally.others.items(), key=lambda item: item[1], reverse=True)[:3]
     result.other_top = [(name, cpu / wall) for name, cpu in busiest if cpu > 0]
     if result.completed:
         if server_pids:
@@ -618,15 +641,85 @@ async def run_phase(
             await pool.prefill(32)
         if plan.warmup > 0:
             await once(plan.warmup)
+        tally = CpuTally()
         before, wall = CpuSample.take(), time.perf_counter()
         result = await once(plan.duration)
-        wall = time.perf_counter() - wall
-        account_cpu(result, before, CpuSample.take(), wall, service.pids)
+        tally.add(before, CpuSample.take(), time.perf_counter() - wall, service.pids)
+        account_cpu(result, tally, service.pids)
     finally:
         for connection in connections:
             connection.close()
         pool.close()
     return result
+
+
+def merge_slice(into: PhaseResult, part: PhaseResult) -> None:
+    """Add one slice's answers, errors and time to the phase it is part of."""
+    into.latencies_ms.extend(part.latencies_ms)
+    into.errors.update(part.errors)
+    into.elapsed += part.elapsed
+
+
+def slice_order(count: int, targets: Sequence[Target]) -> list[Target]:
+    """The targets' slices in ABBA order (A B, B A, A B, ...): a machine that speeds up or
+    slows down steadily during the phase weighs on both targets alike."""
+    order: list[Target] = []
+    for index in range(count):
+        order.extend(targets if index % 2 == 0 else reversed(targets))
+    return order
+
+
+async def run_paired(
+    service: Service,
+    targets: Sequence[Target],
+    users: Sequence[User],
+    *,
+    load: int,
+    plan: Plan,
+    slices: int,
+) -> tuple[list[PhaseResult], list[float]]:
+    """A closed loop of ``load`` users for each target, measured in ``slices`` slices per
+    target that take turns (ABBA), so both see the machine at the same times: a
+    neighbour's load on a shared machine, which can move throughput by a quarter within
+    a minute, then moves both figures instead of their ratio.
+
+    Returns one result per target (the slices merged, in ``targets``' order) and, with
+    two targets, the ratio of the second's throughput to the first's in each round (a
+    slice of each, back to back): their spread shows how steady the machine was.
+    """
+    connections = [Connection(service.host, service.port) for _ in range(load)]
+    results = {t.name: PhaseResult(t.name, "closed", load) for t in targets}
+    tallies = {t.name: CpuTally() for t in targets}
+    rounds: list[dict[str, float]] = [{} for _ in range(slices)]
+    length = plan.duration / slices
+    budget = max(1, plan.max_requests // slices)
+    try:
+        await asyncio.gather(*(c.open() for c in connections))
+        if plan.warmup > 0:
+            for target in targets:
+                await closed_loop(
+                    target, users, connections, duration=plan.warmup, max_requests=budget
+                )
+        for index, target in enumerate(slice_order(slices, targets)):
+            before, wall = CpuSample.take(), time.perf_counter()
+            part = await closed_loop(
+                target, users, connections, duration=length, max_requests=budget
+            )
+            tallies[target.name].add(
+                before, CpuSample.take(), time.perf_counter() - wall, service.pids
+            )
+            merge_slice(results[target.name], part)
+            rounds[index // len(targets)][target.name] = part.throughput
+    finally:
+        for connection in connections:
+            connection.close()
+    for target in targets:
+        account_cpu(results[target.name], tallies[target.name], service.pids)
+    ratios: list[float] = []
+    if len(targets) == 2:
+        first, second = (t.name for t in targets)
+        ratios = [r[second] / r[first] for r in rounds if r.get(first)]
+    return [results[t.name] for t in targets], ratios
 
 
 def _capped_plan(plan: Plan) -> Plan:
@@ -646,8 +739,8 @@ async def report_quiet(seconds: float = 1.0) -> None:
     if busy > 0.15:
         hogs = sorted(
             (
-                (cpu - before.processes.get(pid, ("", 0, 0.0))[2], name)
-                for pid, (name, _, cpu) in after.processes.items()
+                (cpu - before.processes.get(pid, ("", 0, 0.0, 0))[2], name)
+                for pid, (name, _, cpu, _) in after.processes.items()
             ),
             reverse=True,
         )[:3]
@@ -688,17 +781,26 @@ async def run(args: argparse.Namespace) -> int:
         if "open" in args.modes:
             phases.append(("open", round(plan.rate)))
         results: list[PhaseResult] = []
+        spreads: dict[int, list[float]] = {}
         for mode, load in phases:
-            for target in targets:
-                result = await run_phase(service, target, users, mode=mode, load=load, plan=plan)
+            if mode == "closed" and args.slices > 1:
+                measured, spreads[load] = await run_paired(
+                    service, targets, users, load=load, plan=plan, slices=args.slices
+                )
+            else:
+                measured = [
+                    await run_phase(service, target, users, mode=mode, load=load, plan=plan)
+                    for target in targets
+                ]
+            for result in measured:
                 results.append(result)
                 print(
-                    f"  {target.name:8} {result.label():18} {result.throughput:8.1f}/s "
+                    f"  {result.target:8} {result.label():18} {result.throughput:8.1f}/s "
                     f"p99 {result.percentile(99):7.1f} ms  errors {result.error_count}",
                     flush=True,
                 )
     print_table(results)
-    print_goals(results, args.users, plan.rate)
+    print_goals(results, args.users, plan.rate, spreads)
     if args.json:
         _write_json(
             args.json,
@@ -757,6 +859,12 @@ def _rows(
     return rows
 
 
+def _spread(ratios: Sequence[float]) -> str:
+    if len(ratios) < 2:
+        return ""
+    return f"; by round {min(ratios):.1%}-{max(ratios):.1%}"
+
+
 def print_table(results: Sequence[PhaseResult]) -> None:
     by_key = {(r.target, r.mode, r.load): r for r in results}
     header = (
@@ -791,8 +899,15 @@ def print_table(results: Sequence[PhaseResult]) -> None:
             print(f"{'':20} errors by kind: {kinds}")
 
 
-def print_goals(results: Sequence[PhaseResult], levels: Sequence[int], rate: float) -> int:
-    """Print each goal that was measured as PASS or FAIL; return the number failed."""
+def print_goals(
+    results: Sequence[PhaseResult],
+    levels: Sequence[int],
+    rate: float,
+    spreads: Mapping[int, Sequence[float]] | None = None,
+) -> int:
+    """Print each goal that was measured as PASS or FAIL; return the number failed.
+
+    ``spreads``: per closed-loop level, the ratio in each round of a paired phase."""
     by_key = {(r.target, r.mode, r.load): r for r in results}
     checks: list[tuple[bool, str]] = []
     for load in levels:
@@ -806,7 +921,8 @@ def print_goals(results: Sequence[PhaseResult], levels: Sequence[int], rate: flo
                 share >= THROUGHPUT_GOAL and message.error_count == 0,
                 f"closed loop, {load} users: message throughput {message.throughput:.0f}/s is "
                 f"{share:.1%} of the baseline's {base.throughput:.0f}/s "
-                f"(goal >= {THROUGHPUT_GOAL:.0%}, no errors; {message.error_count} errors)",
+                f"(goal >= {THROUGHPUT_GOAL:.0%}, no errors; {message.error_count} errors)"
+                + _spread((spreads or {}).get(load, ())),
             )
         )
     message = by_key.get(("message", "open", round(rate)))
@@ -878,6 +994,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="closed,open",
         help="which loops to run, comma-separated: closed, open",
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=1,
+        help="closed loop: split each target's timed phase into this many slices, taken in "
+        "turns with the other target's (ABBA), and print the ratio of each round, to see how "
+        "steady the machine is. The pauses between slices let PostgreSQL's background writes "
+        "catch up uncounted, which lifts the message route's figure (docs/benchmarks.md); "
+        "1: one phase after the other",
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests per second")
     parser.add_argument(
         "--max-requests", type=int, default=200_000, help="upper bound of requests per phase"
@@ -912,6 +1038,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 120 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 120] and --warmup in [0, 60] seconds")
+    if not 1 <= args.slices <= 20:
+        parser.error("--slices must be between 1 and 20")
     if not 1 <= args.rate <= 10_000:
         parser.error("--rate must be between 1 and 10000")
     if not all(1 <= n <= 2_000 for n in args.users):

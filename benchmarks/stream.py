@@ -56,6 +56,7 @@ from load import (
     QUESTIONS,
     REQUEST_TIMEOUT,
     CpuSample,
+    CpuTally,
     PhaseResult,
     Service,
     account_cpu,
@@ -807,7 +808,9 @@ async def run_phase(
             connection.close()
         pool.close()
     # The server and the fake both count as serving (not as noise); then each apart.
-    account_cpu(result, before, after, wall, target.pids | fake_pids)
+    tally = CpuTally()
+    tally.add(before, after, wall, target.pids | fake_pids)
+    account_cpu(result, tally, target.pids | fake_pids)
     if result.completed:
         served = after.used_since(before, target.pids)[0]["server"]
         result.server_cpu_ms = served * 1000 / result.completed if target.pids else None
