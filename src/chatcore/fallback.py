@@ -250,8 +250,13 @@ class ModelGateway:
         events: EventPublisher,
         health: ModelHealth | None = None,
         quota: FreeQuota | None = None,
+        in_process: bool = False,
     ) -> None:
+        """``in_process``: the provider answers in this process, without I/O and at once
+        (the offline advisor), so a turn's question and answer can be stored together
+        (see :meth:`chatcore.services.MessageService.send`)."""
         self._provider = provider
+        self.in_process = in_process
         self.chain = chain
         self._clock = clock
         self._limiter = limiter

@@ -134,13 +134,15 @@ class MessageRepository(Protocol):
         """Insert a new message."""
         ...
 
-    async def append(self, *messages: Message) -> None:
+    async def append(self, *messages: Message, usage: UsageRecord | None = None) -> None:
         """Insert new messages of one conversation and, in the same write, move the
         conversation's ``updated_at`` up to the newest message's ``created_at`` (never
-        back); nothing else of the conversation is written.
+        back); nothing else of the conversation is written. ``usage``: a usage record of
+        one of these messages, appended in that same write.
 
         Raises:
-            ValueError: the messages belong to different conversations.
+            ValueError: the messages belong to different conversations, or ``usage``
+                is of none of them.
         """
         ...
 

@@ -58,10 +58,14 @@ def in_memory_system(
     model: ChatModel | None = None,
     chain: ModelChain | None = None,
     clock: Clock | None = None,
+    in_process: bool | None = None,
 ) -> InMemorySystem:
     """Build chatcore on in-memory adapters; every argument has a sensible default.
 
     ``model`` answers for every model of ``chain`` (default: one rung, ``offline``).
+    ``in_process``: whether the gateway treats ``model`` as answering in process, so
+    that a turn is stored in one unit of work (default: when ``model`` is the offline
+    advisor; see ``ModelGateway``).
     """
     settings = settings or ChatSettings()
     clock = clock or FakeClock()
@@ -79,6 +83,7 @@ def in_memory_system(
         limiter=limiter,
         spend=InMemorySpendLedger(store),
         events=events,
+        in_process=(isinstance(chat_model, OfflineChatModel) if in_process is None else in_process),
     )
     return InMemorySystem(
         clock=clock,

@@ -377,6 +377,7 @@ async def bootstrap(settings: Settings, **overrides: Any) -> Container:
         limiter=limiter,
         spend=system_usage,
         events=events,
+        in_process=isinstance(model, OfflineChatModel),
         quota=FreeQuota(
             per_minute=settings.models.free_requests_per_minute,
             per_day=settings.models.free_requests_per_day,

@@ -16,7 +16,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.postgres import HistoryCache, PostgresUnitOfWorkFactory
-from chatcore.domain import Conversation, ConversationStatus, Message, SenderType, new_id
+from chatcore.domain import (
+    Conversation,
+    ConversationStatus,
+    Message,
+    SenderType,
+    Usage,
+    UsageRecord,
+    new_id,
+)
 from chatcore.errors import NotFoundError
 from chatcore.ports import StaleReadError
 from tests.integration.conftest import SCHEMA, SentQueries
@@ -142,6 +150,67 @@ async def test_another_processs_message_makes_the_remembered_question_write_noth
         await uow.messages.append(chat.message("again"))
         await uow.commit()
     assert await stored(pg_engine, chat) == ["mine", "from the other process", "again"]
+
+
+def answered(chat: Chat, question: Message) -> tuple[Message, UsageRecord]:
+    """An answer to ``question`` and its usage record, as the offline advisor's turn has."""
+    answer = chat.message(f"answer to {question.content}")
+    answer.sender_type, answer.parent_message_id = SenderType.ASSISTANT, question.id
+    usage = UsageRecord(
+        id=new_id(answer.created_at),
+        user_id=chat.user,
+        conversation_id=chat.conversation.id,
+        message_id=answer.id,
+        model_used="offline",
+        usage=Usage(prompt_tokens=30, completion_tokens=20),
+        processing_time_ms=1,
+        created_at=answer.created_at,
+    )
+    return answer, usage
+
+
+async def ask_and_answer(factory: PostgresUnitOfWorkFactory, chat: Chat, content: str) -> None:
+    """What the message route does on the offline advisor: one unit of work for the
+    conversation, the question, the answer and its usage."""
+    async with factory(chat.user) as uow:
+        assert await uow.conversations.get_with_recent(chat.conversation.id, WINDOW)
+        question = chat.message(content)
+        answer, usage = answered(chat, question)
+        await uow.messages.append(question, answer, usage=usage)
+        await uow.commit()
+
+
+async def usage_rows(engine: AsyncEngine, chat: Chat) -> int:
+    async with engine.connect() as conn:
+        await conn.execute(text("SET LOCAL ROLE NONE"))
+        rows = await conn.execute(
+            text(f"SELECT count(*) FROM {SCHEMA}.usage_tracking WHERE conversation_id = :c"),
+            {"c": chat.conversation.id},
+        )
+        return int(rows.scalar_one())
+
+
+async def test_a_remembered_turn_with_its_answer_is_one_round_trip(
+    here: PostgresUnitOfWorkFactory,
+    there: PostgresUnitOfWorkFactory,
+    chat: Chat,
+    pg_engine: AsyncEngine,
+) -> None:
+    await ask_and_answer(here, chat, "first")  # read from the database, then kept
+    await ask_and_answer(here, chat, "second")  # the functions created
+    sent = watch(here)
+    await ask_and_answer(here, chat, "third")
+    assert await sent.kinds() == ["call"], sent.queries  # the checked turn, nothing else
+    contents = await stored(pg_engine, chat)
+    assert contents[-2:] == ["third", "answer to third"]
+    assert await usage_rows(pg_engine, chat) == 3
+
+    # Another process wrote meanwhile: neither message nor the usage row is written.
+    await ask(there, chat, chat.message("from the other process"))
+    with pytest.raises(StaleReadError):
+        await ask_and_answer(here, chat, "never written")
+    assert (await stored(pg_engine, chat))[-1] == "from the other process"
+    assert await usage_rows(pg_engine, chat) == 3
 
 
 @pytest.mark.parametrize("change", ["rename", "archive", "delete", "context"])

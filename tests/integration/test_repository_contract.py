@@ -303,6 +303,59 @@ async def test_append_inserts_the_messages_and_moves_only_updated_at_up(
             await uow.messages.append(question, make_message(other, later))
 
 
+async def test_append_with_usage_writes_the_turn_and_its_usage_together(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    user = uuid.uuid4()
+    conversation = make_conversation(user)
+    await store(uow_factory, user, conversation)
+    question = make_message(conversation, T0 + timedelta(seconds=1))
+    answer = make_message(
+        conversation,
+        T0 + timedelta(seconds=2),
+        sender_type=SenderType.ASSISTANT,
+        content="Try data science.",
+        parent_message_id=question.id,
+    )
+    record = make_usage(
+        answer, at=T0 + timedelta(seconds=3), ttft=4, attempts=("offline answered",)
+    )
+
+    async with uow_factory(user) as uow:  # not committed: nothing
+        await uow.messages.append(question, answer, usage=record)
+    async with uow_factory(user) as uow:
+        assert await uow.messages.recent(conversation.id, 10) == []
+        assert await uow.usage.for_messages([answer.id]) == {}
+
+    async with uow_factory(user) as uow:
+        await uow.messages.append(question, answer, usage=record)
+        await uow.commit()
+    async with uow_factory(user) as uow:
+        assert await uow.messages.recent(conversation.id, 10) == [answer, question]
+        assert await uow.usage.for_messages([answer.id, question.id]) == {answer.id: record}
+        stored = await uow.conversations.get(conversation.id)
+    assert stored is not None
+    assert stored.updated_at == answer.created_at
+
+    async with uow_factory(user) as uow:
+        with pytest.raises(ValueError, match="usage record of one of its messages"):
+            await uow.messages.append(make_message(conversation, T0), usage=record)
+        with pytest.raises(ValueError, match="usage record of one of its messages"):
+            await uow.messages.append(usage=record)
+
+    # Another user's conversation: neither the messages nor the usage row is written.
+    async def intrude() -> None:
+        async with uow_factory(uuid.uuid4()) as uow:
+            late = make_message(conversation, T0 + timedelta(minutes=1))
+            await uow.messages.append(late, usage=make_usage(late))
+            await uow.commit()
+
+    with pytest.raises(PermissionError):
+        await intrude()
+    async with uow_factory(user) as uow:
+        assert len(await uow.messages.recent(conversation.id, 10)) == 2
+
+
 async def test_append_without_commit_leaves_nothing(uow_factory: UnitOfWorkFactory) -> None:
     user = uuid.uuid4()
     conversation = make_conversation(user)

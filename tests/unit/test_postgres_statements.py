@@ -29,8 +29,10 @@ def test_every_module_statement_is_cacheable(name: str, statement: Executable) -
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_appending_messages_is_cacheable(count: int) -> None:
-    statement = repositories._append_messages(count)
+@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize("usage", [False, True])
+def test_appending_messages_is_cacheable(count: int, checked: bool, usage: bool) -> None:
+    statement = repositories._append_messages(count, checked=checked, usage=usage)
     assert statement._generate_cache_key() is not None  # type: ignore[attr-defined]
 
 

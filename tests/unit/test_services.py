@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from adapters.memory import InMemorySpendLedger
 from chatcore.clock import FakeClock
 from chatcore.domain import ContextType, ConversationStatus, Message, MessageStatus, SenderType
 from chatcore.errors import (
@@ -19,9 +20,9 @@ from chatcore.errors import (
     ValidationError,
 )
 from chatcore.events import AnswerFailed, AnswerProduced, ConversationCreated, UserMessageStored
-from chatcore.fallback import ModelChain
+from chatcore.fallback import ModelChain, ModelGateway
 from chatcore.limits import RateLimits, RatePolicy
-from chatcore.models import FailureKind, ModelError
+from chatcore.models import ChatReply, ChatRequest, FailureKind, ModelError
 from chatcore.pagination import PageRequest, decode_cursor
 from chatcore.ports import ConversationFilter, StaleReadError
 from chatcore.services import ChatSettings, CreateConversation, UpdateConversation
@@ -62,8 +63,12 @@ async def test_create_with_defaults_and_persona() -> None:
     assert isinstance(s.events.published[0], ConversationCreated)
 
 
-async def test_send_stores_both_messages_usage_and_events() -> None:
-    s = system()
+ONE_UNIT = pytest.mark.parametrize("in_process", [False, True], ids=["two-units", "one-unit"])
+
+
+@ONE_UNIT
+async def test_send_stores_both_messages_usage_and_events(in_process: bool) -> None:
+    s = system(in_process=in_process)
     conv = await s.conversations.create(ALICE, CreateConversation())
     result = await s.messages.send(ALICE, conv.id, "Halo")
     assert result.user_message.sender_type is SenderType.USER
@@ -74,14 +79,17 @@ async def test_send_stores_both_messages_usage_and_events() -> None:
     assert [m.content for m in page.page.items] == ["Halo", "answer 1"]
     assert page.usage[result.assistant_message.id].model_used == "recording"
     kinds = [type(e) for e in s.events.published]
-    assert UserMessageStored in kinds
-    assert AnswerProduced in kinds
+    assert kinds.index(UserMessageStored) < kinds.index(AnswerProduced)
     refreshed, _ = await s.conversations.get(ALICE, conv.id)
-    assert refreshed.updated_at > conv.updated_at
+    # Moved up to the turn: the question's time (two units) or the answer's (one).
+    turn = (result.user_message.created_at, result.assistant_message.created_at)
+    assert conv.updated_at < refreshed.updated_at in turn
+    assert [d["messageId"] for d in s.notifier.events(ALICE)] == [str(result.assistant_message.id)]
 
 
-async def test_when_the_model_fails_the_user_message_is_kept() -> None:
-    s = system(model=FailingModel())
+@ONE_UNIT
+async def test_when_the_model_fails_the_user_message_is_kept(in_process: bool) -> None:
+    s = system(model=FailingModel(), in_process=in_process)
     conv = await s.conversations.create(ALICE, CreateConversation())
     with pytest.raises(AIServiceUnavailableError) as caught:
         await s.messages.send(ALICE, conv.id, "Apakah pesanku tersimpan?")
@@ -483,6 +491,94 @@ async def test_a_second_stale_read_in_a_row_is_not_hidden() -> None:
     with pytest.raises(StaleReadError):
         await messages.send(ALICE, conv.id, "Halo")
     assert (await s.messages.list(ALICE, conv.id, PageRequest(limit=10))).page.items == []
+
+
+class _Broken(RecordingModel):
+    """A model that answers in process and fails as a bug would, not as a model does."""
+
+    async def complete(self, request: ChatRequest) -> ChatReply:
+        raise RuntimeError("the advisor broke")
+
+
+def _turns_on(s: InMemorySystem, units: Any, model: Any) -> MessageService:
+    """A message service on ``units`` whose gateway answers in process with ``model``."""
+    gateway = ModelGateway(
+        provider=model,
+        chain=ModelChain(primary="offline"),
+        clock=s.clock,
+        limiter=s.limiter,
+        spend=InMemorySpendLedger(s.store),
+        events=s.events,
+        in_process=True,
+    )
+    return MessageService(
+        uow=units,
+        clock=s.clock,
+        gateway=gateway,
+        limits=RateLimits(s.limiter, RatePolicy(messages_per_minute=1)),
+        events=s.events,
+        settings=s.settings,
+        notifier=s.notifier,
+    )
+
+
+def test_the_offline_advisor_answers_in_process_and_other_models_do_not() -> None:
+    assert in_memory_system().gateway.in_process
+    assert not in_memory_system(model=RecordingModel()).gateway.in_process
+
+
+async def test_an_in_process_turn_is_one_unit_of_work() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    units = _StaleOnce(s.uow, stale=0)
+    result = await _turns_on(s, units, RecordingModel()).send(ALICE, conv.id, "Halo")
+    assert units.opened == 1
+    page = await s.messages.list(ALICE, conv.id, PageRequest(limit=10), include_usage=True)
+    assert [m.id for m in page.page.items] == [result.user_message.id, result.assistant_message.id]
+    assert list(page.usage) == [result.assistant_message.id]
+
+
+async def test_an_in_process_turn_on_an_out_of_date_read_is_run_again_once() -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    model = RecordingModel()
+    units = _StaleOnce(s.uow, stale=1)
+    # One message a minute: the second attempt is not counted again.
+    result = await _turns_on(s, units, model).send(ALICE, conv.id, "Halo")
+    assert units.opened == 2
+    page = await s.messages.list(ALICE, conv.id, PageRequest(limit=10), include_usage=True)
+    assert [m.content for m in page.page.items] == ["Halo", result.assistant_message.content]
+    assert list(page.usage) == [result.assistant_message.id]
+    stored = [e for e in s.events.published if isinstance(e, UserMessageStored)]
+    assert [e.message_id for e in stored] == [result.user_message.id]
+    answered = [e for e in s.events.published if isinstance(e, AnswerProduced)]
+    assert [e.message_id for e in answered] == [result.assistant_message.id]
+
+    again = _turns_on(s, _StaleOnce(s.uow, stale=2), model)
+    other = await s.conversations.create(BOB, CreateConversation())
+    with pytest.raises(StaleReadError):
+        await again.send(BOB, other.id, "Halo")
+    assert (await s.messages.list(BOB, other.id, PageRequest(limit=10))).page.items == []
+
+
+@pytest.mark.parametrize(
+    ("model", "raised"),
+    [(FailingModel(), AIServiceUnavailableError), (_Broken(), RuntimeError)],
+    ids=["no-model-answered", "bug"],
+)
+async def test_an_in_process_model_that_fails_keeps_the_question_alone(
+    model: Any, raised: type[Exception]
+) -> None:
+    s = system()
+    conv = await s.conversations.create(ALICE, CreateConversation())
+    with pytest.raises(raised):
+        await _turns_on(s, s.uow, model).send(ALICE, conv.id, "Apakah pesanku tersimpan?")
+    page = await s.messages.list(ALICE, conv.id, PageRequest(limit=10), include_usage=True)
+    assert [m.content for m in page.page.items] == ["Apakah pesanku tersimpan?"]
+    assert page.usage == {}
+    refreshed, _ = await s.conversations.get(ALICE, conv.id)
+    assert refreshed.updated_at == page.page.items[0].created_at
+    assert s.notifier.sent == []
 
 
 @given(

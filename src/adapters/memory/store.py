@@ -35,6 +35,13 @@ __all__ = [
 ]
 
 
+def _check_appended(new: Sequence[Message], usage: UsageRecord | None) -> None:
+    if any(m.conversation_id != new[0].conversation_id for m in new):
+        raise ValueError("append takes messages of one conversation")
+    if usage is not None and all(m.id != usage.message_id for m in new):
+        raise ValueError("append takes the usage record of one of its messages")
+
+
 @dataclass(eq=False)
 class Claim:
     """Something an open unit of work holds until it ends: a result id it staged (the
@@ -273,18 +280,19 @@ class InMemoryMessageRepository:
             raise ValueError(f"message {message.id} exists")
         self._uow.staged_messages[message.id] = copy.deepcopy(message)
 
-    async def append(self, *new: Message) -> None:
+    async def append(self, *new: Message, usage: UsageRecord | None = None) -> None:
+        _check_appended(new, usage)
         if not new:
             return
         conversation_id = new[0].conversation_id
-        if any(m.conversation_id != conversation_id for m in new):
-            raise ValueError("append takes messages of one conversation")
         for message in new:
             await self.add(message)
         conversation = await self._uow.conversations.get(conversation_id)
         if conversation is not None:
             conversation.touch(max(m.created_at for m in new))
             self._uow.staged_conversations[conversation_id] = conversation
+        if usage is not None:
+            await self._uow.usage.add(usage)
 
     async def store_answer(self, message: Message, usage: UsageRecord, *, insert: bool) -> None:
         if insert:

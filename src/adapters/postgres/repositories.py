@@ -507,14 +507,16 @@ def _message_params(message: Message, prefix: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _append_messages(count: int, checked: bool = False) -> Executable:
+def _append_messages(count: int, checked: bool = False, usage: bool = False) -> Executable:
     """Insert ``count`` messages and move their conversation's ``updated_at`` up, in one
     statement (a data-modifying CTE): one round trip per turn instead of two. Returns
     the conversation's new ``history_version`` (decision 0015).
 
     ``checked`` (decision 0017): only if the conversation's ``history_version`` is still
     ``t_expected_version``, the one a read answered from memory relied on; otherwise
-    nothing is written and no row is returned."""
+    nothing is written and no row is returned. ``usage``: a usage record (parameters
+    ``u_<column>``) inserted by the same statement; its foreign key to its message is
+    checked at the end of the statement, when the message row exists."""
     touched = update(conversations).where(_c.id == bindparam("t_conversation_id", type_=_c.id.type))
     if checked:
         touched = touched.where(
@@ -539,11 +541,22 @@ def _append_messages(count: int, checked: bool = False) -> Executable:
         rows = select(*(values[name].label(name) for name in _MESSAGE_FIELDS))
         return insert(messages).from_select(list(_MESSAGE_FIELDS), rows.select_from(touched_cte))
 
-    # One single-row INSERT per message (all but the last as CTEs): SQLAlchemy caches
-    # the compiled form of single-row inserts, not of a multi-row VALUES list.
-    earlier = [one(i).cte(f"m{i}") for i in range(count - 1)]
+    def usage_row() -> Any:
+        if not checked:
+            return insert(usage_tracking).values(_USAGE_VALUES)
+        rows = select(*(value.label(name) for name, value in _USAGE_VALUES.items()))
+        return insert(usage_tracking).from_select(
+            list(_USAGE_VALUES), rows.select_from(touched_cte)
+        )
+
+    # One single-row INSERT per row (all but the last as CTEs): SQLAlchemy caches the
+    # compiled form of single-row inserts, not of a multi-row VALUES list.
+    inserts = [one(i) for i in range(count)]
+    if usage:
+        inserts.append(usage_row())
+    earlier = [row.cte(f"m{i}") for i, row in enumerate(inserts[:-1])]
     statement: Executable = (
-        one(count - 1)
+        inserts[-1]
         .add_cte(touched_cte, *earlier)
         .returning(select(touched_cte.c.history_version).scalar_subquery())
     )
@@ -706,9 +719,12 @@ class PostgresMessageRepository:
             ),
         )
 
-    async def append(self, *new: Message) -> None:
-        """Insert new messages of one conversation and move its ``updated_at`` up to the
-        newest of them (never back), in one statement."""
+    async def append(self, *new: Message, usage: UsageRecord | None = None) -> None:
+        """Insert new messages of one conversation (and the usage record of one of them)
+        and move its ``updated_at`` up to the newest of them (never back), in one
+        statement."""
+        if usage is not None and all(m.id != usage.message_id for m in new):
+            raise ValueError("append takes the usage record of one of its messages")
         if not new:
             return
         conversation_id = new[0].conversation_id
@@ -720,6 +736,8 @@ class PostgresMessageRepository:
         }
         for i, message in enumerate(new):
             params.update(_message_params(message, f"m{i}_"))
+        if usage is not None:
+            params.update(_usage_params(usage))
         history = self._source.history
         expected = history.relied_on(conversation_id) if history is not None else None
         if expected is not None:
@@ -738,7 +756,7 @@ class PostgresMessageRepository:
             self._wrote(conversation_id, rows[-1:], lambda e, v: e.with_new(v, new, touched_at))
 
         self._source.defer(
-            _append_messages(len(new), checked=expected is not None),
+            _append_messages(len(new), checked=expected is not None, usage=usage is not None),
             params,
             then,
             checks=conversation_id if expected is not None else None,

@@ -372,16 +372,32 @@ class MessageService:
             # nothing was written: once more, with the conversation read from the store.
             stored = await commit()
         conversation, user_message, pending, history = stored
-        await self._events.publish(
-            UserMessageStored(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                message_id=user_message.id,
-                length=len(content),
-            )
-        )
+        await self._question_stored(user_message)
         context, request = self._request(conversation, content, history)
         return _Turn(conversation, user_message, context, request), pending
+
+    async def _question_stored(self, message: Message) -> None:
+        await self._events.publish(
+            UserMessageStored(
+                user_id=message.user_id,
+                conversation_id=message.conversation_id,
+                message_id=message.id,
+                length=len(message.content),
+            )
+        )
+
+    def _answer_message(self, question: Message, answer: GatewayReply, elapsed_ms: int) -> Message:
+        answered_at = self._clock.now()
+        return Message(
+            id=new_id(answered_at),
+            conversation_id=question.conversation_id,
+            user_id=question.user_id,
+            sender_type=SenderType.ASSISTANT,
+            content=answer.reply.content,
+            parent_message_id=question.id,
+            metadata=self._metadata(answer, elapsed_ms),
+            created_at=answered_at,
+        )
 
     def _usage_record(
         self,
@@ -424,6 +440,11 @@ class MessageService:
         async with self._uow(message.user_id) as uow:
             await uow.messages.store_answer(message, record, insert=insert)
             await uow.commit()
+        await self._answer_stored(message, answer, elapsed_ms, streamed=streamed)
+
+    async def _answer_stored(
+        self, message: Message, answer: GatewayReply, elapsed_ms: int, *, streamed: bool
+    ) -> None:
         usage = answer.reply.usage
         await self._events.publish(
             AnswerProduced(
@@ -499,7 +520,15 @@ class MessageService:
 
         The user's message is committed before any model is called, so it survives
         every model failure; then :class:`AIServiceUnavailableError` carries its id.
+
+        When the gateway answers in process (:attr:`ModelGateway.in_process`, the
+        offline advisor), no model call can outlast the request or fail on the network:
+        the question and its answer are then committed together, in one write, and a
+        model that fails even so has the question committed alone. Either way the
+        caller sees the same outcome.
         """
+        if self._gateway.in_process:
+            return await self._send_at_once(user_id, conversation_id, content, parent_message_id)
         turn, _ = await self._store_user_message(
             user_id, conversation_id, content, parent_message_id
         )
@@ -514,17 +543,7 @@ class MessageService:
                 [a.describe() for a in exc.attempts],
             ) from exc
         elapsed_ms = round((time.perf_counter() - started) * 1000)
-        answered_at = self._clock.now()
-        assistant = Message(
-            id=new_id(answered_at),
-            conversation_id=conversation_id,
-            user_id=user_id,
-            sender_type=SenderType.ASSISTANT,
-            content=answer.reply.content,
-            parent_message_id=turn.user_message.id,
-            metadata=self._metadata(answer, elapsed_ms),
-            created_at=answered_at,
-        )
+        assistant = self._answer_message(turn.user_message, answer, elapsed_ms)
         await self._record_answer(assistant, answer, elapsed_ms, turn.context, insert=True)
         return SendResult(
             user_message=turn.user_message,
@@ -533,6 +552,90 @@ class MessageService:
             model=answer.reply.model,
             processing_time_ms=elapsed_ms,
         )
+
+    async def _send_at_once(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        parent_message_id: UUID | None,
+    ) -> SendResult:
+        """:meth:`send` with the question and the answer in one unit of work."""
+        self.check_content(content)
+        await self._limits.message(user_id)
+        now = self._clock.now()
+        turn = functools.partial(
+            self._turn_at_once,
+            user_id,
+            conversation_id,
+            content,
+            parent_message_id=parent_message_id,
+            now=now,
+        )
+        try:
+            question, outcome = await turn()
+        except StaleReadError:
+            # As in _store_user_message: nothing was written; once more, read anew.
+            question, outcome = await turn()
+        await self._question_stored(question)
+        if isinstance(outcome, NoModelAnsweredError):
+            raise await self._unavailable(
+                user_id, conversation_id, question.id, [a.describe() for a in outcome.attempts]
+            ) from outcome
+        assistant, answer, elapsed_ms = outcome
+        await self._answer_stored(assistant, answer, elapsed_ms, streamed=False)
+        return SendResult(
+            user_message=question,
+            assistant_message=assistant,
+            usage=answer.reply.usage,
+            model=answer.reply.model,
+            processing_time_ms=elapsed_ms,
+        )
+
+    async def _turn_at_once(
+        self,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        *,
+        parent_message_id: UUID | None,
+        now: datetime,
+    ) -> tuple[Message, tuple[Message, GatewayReply, int] | NoModelAnsweredError]:
+        """One unit of work: the question, the model's answer and its usage, committed
+        in one write; or, when no model answered, the question alone."""
+        async with self._uow(user_id) as uow:
+            conversation, recent = await load_conversation_with_recent(
+                uow, conversation_id, self._settings.history_window
+            )
+            parent_id, history = await self._parent_and_history(
+                uow, conversation_id, parent_message_id, recent
+            )
+            question = Message(
+                id=new_id(now),
+                conversation_id=conversation_id,
+                user_id=user_id,
+                sender_type=SenderType.USER,
+                content=content,
+                parent_message_id=parent_id,
+                created_at=now,
+            )
+            context, request = self._request(conversation, content, history)
+            started = time.perf_counter()
+            try:
+                answer = await self._gateway.complete(request)
+            except Exception as exc:
+                # The question is kept whatever the model did.
+                await uow.messages.append(question)
+                await uow.commit()
+                if isinstance(exc, NoModelAnsweredError):
+                    return question, exc
+                raise
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+            assistant = self._answer_message(question, answer, elapsed_ms)
+            record = self._usage_record(assistant, answer, elapsed_ms, context)
+            await uow.messages.append(question, assistant, usage=record)
+            await uow.commit()
+        return question, (assistant, answer, elapsed_ms)
 
     async def stream(
         self,
