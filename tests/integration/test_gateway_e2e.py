@@ -232,6 +232,8 @@ async def test_a_whole_answer_through_openrouter(start: StartStack, fake: FakeOp
     assert request.messages[-1]["role"] == "user"
     assert "Karier apa yang cocok untukku?" in request.messages[-1]["content"]
 
+    # Never in process: the question is committed before OpenRouter is asked (0018).
+    assert not stack.container.gateway.in_process
     record = await stack.usage_record(user, answer["id"])
     assert record.model_used == PRIMARY
     assert record.usage.completion_tokens == 6

@@ -24,6 +24,11 @@ def container(tmp_path: Path) -> Container:
     return asyncio.run(bootstrap(make_settings(tmp_path), uow=InMemoryUnitOfWorkFactory()))
 
 
+def test_without_an_openrouter_key_the_advisor_answers_in_process(container: Container) -> None:
+    # So a message's question and answer are one write (decision 0018).
+    assert container.gateway.in_process
+
+
 def test_live_is_200_without_authentication(api: Api) -> None:
     data = assert_ok(api.client.get("/health/live"))
     assert data == {"status": "ok"}
