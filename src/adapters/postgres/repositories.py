@@ -992,7 +992,7 @@ def _usage_params(record: UsageRecord) -> dict[str, Any]:
 # message row exists.
 # Named u_<column>: in a statement whose CTE writes messages, a parameter named like a
 # messages column would be taken as one more value for that CTE.
-_USAGE_VALUES = {
+_USAGE_VALUES: dict[str, ColumnElement[Any]] = {
     name: bindparam(f"u_{name}", type_=_u[name].type)
     for name in (
         "id",
@@ -1013,6 +1013,12 @@ _USAGE_VALUES = {
         "fallback_used",
     )
 }
+# The cost is a float in the domain: sent as one (float8) and cast by the server, since
+# the driver's encoding of a float as numeric goes through its text and costs more than
+# the rest of the row.
+_USAGE_VALUES["cost_credits"] = cast(
+    bindparam("u_cost_credits", type_=DOUBLE_PRECISION()), _u.cost_credits.type
+)
 _INSERT_USAGE = insert(usage_tracking).values(_USAGE_VALUES)
 _INSERT_ANSWER_WITH_USAGE = _with_bump(
     insert(usage_tracking).values(_USAGE_VALUES).add_cte(_INSERT_MESSAGE_ROW.cte("answer"))
