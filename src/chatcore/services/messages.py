@@ -296,6 +296,35 @@ class MessageService:
         )
         return context, request
 
+    async def _question(
+        self,
+        uow: UnitOfWork,
+        user_id: UUID,
+        conversation_id: UUID,
+        content: str,
+        *,
+        parent_message_id: UUID | None,
+        now: datetime,
+    ) -> tuple[Conversation, Message, builtins.list[Message]]:
+        """The conversation, the user's new message (not yet written) and the history
+        of its branch, read in ``uow``."""
+        conversation, recent = await load_conversation_with_recent(
+            uow, conversation_id, self._settings.history_window
+        )
+        parent_id, history = await self._parent_and_history(
+            uow, conversation_id, parent_message_id, recent
+        )
+        question = Message(
+            id=new_id(now),
+            conversation_id=conversation_id,
+            user_id=user_id,
+            sender_type=SenderType.USER,
+            content=content,
+            parent_message_id=parent_id,
+            created_at=now,
+        )
+        return conversation, question, history
+
     async def _commit_question(
         self,
         user_id: UUID,
@@ -310,20 +339,13 @@ class MessageService:
         conversation, the question, the placeholder and the history for the prompt."""
         pending: Message | None = None
         async with self._uow(user_id) as uow:
-            conversation, recent = await load_conversation_with_recent(
-                uow, conversation_id, self._settings.history_window
-            )
-            parent_id, history = await self._parent_and_history(
-                uow, conversation_id, parent_message_id, recent
-            )
-            user_message = Message(
-                id=new_id(now),
-                conversation_id=conversation_id,
-                user_id=user_id,
-                sender_type=SenderType.USER,
-                content=content,
-                parent_message_id=parent_id,
-                created_at=now,
+            conversation, user_message, history = await self._question(
+                uow,
+                user_id,
+                conversation_id,
+                content,
+                parent_message_id=parent_message_id,
+                now=now,
             )
             if placeholder:
                 later = self._clock.now()
@@ -604,20 +626,13 @@ class MessageService:
         """One unit of work: the question, the model's answer and its usage, committed
         in one write; or, when no model answered, the question alone."""
         async with self._uow(user_id) as uow:
-            conversation, recent = await load_conversation_with_recent(
-                uow, conversation_id, self._settings.history_window
-            )
-            parent_id, history = await self._parent_and_history(
-                uow, conversation_id, parent_message_id, recent
-            )
-            question = Message(
-                id=new_id(now),
-                conversation_id=conversation_id,
-                user_id=user_id,
-                sender_type=SenderType.USER,
-                content=content,
-                parent_message_id=parent_id,
-                created_at=now,
+            conversation, question, history = await self._question(
+                uow,
+                user_id,
+                conversation_id,
+                content,
+                parent_message_id=parent_message_id,
+                now=now,
             )
             context, request = self._request(conversation, content, history)
             started = time.perf_counter()
